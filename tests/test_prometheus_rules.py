@@ -1,0 +1,270 @@
+"""Prometheus config, recording rules and alerts: promtool checks, unit tests and conventions."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from support import ROOT, require_binary
+
+PROMETHEUS_DIR = ROOT / "prometheus"
+CONFIG = PROMETHEUS_DIR / "prometheus.yml"
+ALERTMANAGER_CONFIG = PROMETHEUS_DIR / "alertmanager.yml"
+RULE_FILES = sorted((PROMETHEUS_DIR / "rules").glob("*.yml"))
+TEST_FILES = sorted((PROMETHEUS_DIR / "tests").glob("*.yml"))
+
+# The exporter's metric catalog (CONTRACT.md), as Prometheus stores it: histograms as their
+# _bucket/_sum/_count series. Rules and dashboards may use only these, `up`, and recorded names.
+CATALOG = frozenset(
+    {
+        "shopper_active_shoppers",
+        "shopper_active_shoppers_by_activity",
+        "shopper_active_shoppers_by_membership",
+        "shopper_active_shoppers_by_delivery_window",
+        "shopper_active_shoppers_by_location",
+        "shopper_tracked_shoppers",
+        "shopper_active_carts",
+        "shopper_cart_items",
+        "shopper_cart_value_dollars",
+        "shopper_active_session_seconds",
+        "shopper_events_total",
+        "shopper_cart_items_added_total",
+        "shopper_cart_items_removed_total",
+        "shopper_orders_total",
+        "shopper_order_value_dollars_total",
+        "shopper_cart_abandonments_total",
+        "shopper_abandoned_cart_value_dollars_total",
+        "shopper_page_views_total",
+        "shopper_clicks_total",
+        "shopper_product_views_total",
+        "shopper_searches_total",
+        "shopper_coupons_applied_total",
+        "shopper_activity_seconds_total",
+        "shopper_funnel_sessions_total",
+        "shopper_sessions_started_total",
+        "shopper_sessions_ended_total",
+        *(f"shopper_session_duration_seconds_{s}" for s in ("bucket", "sum", "count")),
+        *(f"shopper_order_value_dollars_{s}" for s in ("bucket", "sum", "count")),
+        "shopper_updates_received_total",
+        "shopper_updates_rejected_total",
+        "shopper_updates_ignored_total",
+        "shopper_exporter_build_info",
+        "shopper_exporter_last_update_timestamp_seconds",
+        "shopper_exporter_stream_subscribers",
+        "shopper_exporter_stream_dropped_frames_total",
+        "shopper_exporter_source_up",
+        "shopper_exporter_source_reconnects_total",
+        "shopper_exporter_source_last_success_timestamp_seconds",
+        "shopper_exporter_label_overflow_total",
+        "shopper_exporter_scrape_duration_seconds",
+        "shopper_exporter_event_log_entries",
+    }
+)
+SCRAPE_METRICS = frozenset({"up"})
+
+# Words of PromQL that look like identifiers but are not metric names.
+_KEYWORDS = frozenset(
+    {
+        "and",
+        "or",
+        "unless",
+        "bool",
+        "offset",
+        "by",
+        "without",
+        "on",
+        "ignoring",
+        "group_left",
+        "group_right",
+        "inf",
+        "nan",
+        "atan2",
+    }
+)
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"|`[^`]*`')
+_LABEL_LIST = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)")
+_BRACES = re.compile(r"\{[^}]*\}|\[[^\]]*\]")
+_IDENTIFIER = re.compile(r"(?<![\w:$.])([A-Za-z_:][\w:]*)(?![\w:]|\s*\()")
+
+
+def promql_metric_names(expr: str) -> set[str]:
+    """Metric names an expression selects (functions, keywords and label names left out)."""
+    text = _STRING.sub('""', expr)
+    text = _LABEL_LIST.sub(" ", text)
+    text = _BRACES.sub(" ", text)
+    return {name for name in _IDENTIFIER.findall(text) if name.lower() not in _KEYWORDS}
+
+
+def load_rules() -> list[dict[str, Any]]:
+    """Every rule of every rule file, in file order."""
+    rules: list[dict[str, Any]] = []
+    for path in RULE_FILES:
+        for group in yaml.safe_load(path.read_text())["groups"]:
+            rules.extend(group["rules"])
+    return rules
+
+
+def recording_rule_names() -> set[str]:
+    """Names of the series the recording rules write."""
+    return {rule["record"] for rule in load_rules() if "record" in rule}
+
+
+def alert_rules() -> list[dict[str, Any]]:
+    """The alerting rules."""
+    return [rule for rule in load_rules() if "alert" in rule]
+
+
+def _unit_tests() -> list[dict[str, Any]]:
+    return [case for path in TEST_FILES for case in yaml.safe_load(path.read_text())["tests"]]
+
+
+def _promtool(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    promtool = require_binary("promtool")
+    return subprocess.run(
+        [promtool, *map(str, args)], capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
+
+
+def test_rule_and_test_files_exist() -> None:
+    """The rules directory holds the recording and alert files, and tests/ their unit tests."""
+    assert {p.name for p in RULE_FILES} == {"shopper-recording.yml", "shopper-alerts.yml"}
+    assert TEST_FILES
+
+
+def test_prometheus_config_is_valid() -> None:
+    """promtool accepts prometheus.yml together with the rule files it loads."""
+    result = _promtool("check", "config", CONFIG)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 rule files found" in result.stdout
+
+
+def test_prometheus_config_scrapes_the_exporter_and_alerts_alertmanager() -> None:
+    """prometheus.yml scrapes exporter:9462 as shopper-exporter and alerts alertmanager:9093."""
+    config = yaml.safe_load(CONFIG.read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    targets = [t for sc in jobs["shopper-exporter"]["static_configs"] for t in sc["targets"]]
+    assert targets == ["exporter:9462"]
+    assert config["rule_files"] == ["rules/*.yml"]
+    managers = config["alerting"]["alertmanagers"]
+    assert [t for m in managers for sc in m["static_configs"] for t in sc["targets"]] == [
+        "alertmanager:9093"
+    ]
+
+
+def test_rules_are_valid() -> None:
+    """promtool check rules passes on every rule file with lint errors fatal."""
+    result = _promtool("check", "rules", "--lint=all", "--lint-fatal", *RULE_FILES)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_rule_unit_tests_pass() -> None:
+    """Every promtool unit test (alerts firing and silent, recorded values) passes."""
+    result = _promtool("test", "rules", *TEST_FILES)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("SUCCESS") == len(TEST_FILES)
+
+
+def test_alertmanager_config_is_valid() -> None:
+    """amtool accepts alertmanager.yml."""
+    amtool = require_binary("amtool")
+    result = subprocess.run(
+        [amtool, "check-config", str(ALERTMANAGER_CONFIG)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_alert_has_a_firing_and_a_silent_case() -> None:
+    """Each alert has a unit test where it fires and one where it stays silent."""
+    firing: set[str] = set()
+    silent: set[str] = set()
+    for case in _unit_tests():
+        for check in case.get("alert_rule_test", []):
+            (firing if check.get("exp_alerts") else silent).add(check["alertname"])
+    names = {rule["alert"] for rule in alert_rules()}
+    assert names - firing == set(), "alerts without a firing test"
+    assert names - silent == set(), "alerts without a silent test"
+    assert (firing | silent) - names == set(), "tests for alerts that do not exist"
+
+
+def test_every_recording_rule_has_an_expression_test() -> None:
+    """Each recorded series is checked by a promql_expr_test with expected samples."""
+    tested = {
+        check["expr"]
+        for case in _unit_tests()
+        for check in case.get("promql_expr_test", [])
+        if check.get("exp_samples")
+    }
+    assert recording_rule_names() - tested == set()
+
+
+def test_required_alerts_exist() -> None:
+    """The alert set covers traffic, business and exporter health."""
+    assert {rule["alert"] for rule in alert_rules()} >= {
+        "ShopperTrafficSpike",
+        "ShopperTrafficDrop",
+        "ShopperCartAbandonmentHigh",
+        "ShopperOrdersStalled",
+        "ShopperIngestStalled",
+        "ShopperIngestRejectsHigh",
+        "ShopperExporterDown",
+        "ShopperStreamDropping",
+    }
+
+
+@pytest.mark.parametrize("rule", alert_rules(), ids=lambda rule: rule["alert"])
+def test_alert_follows_mixin_style(rule: dict[str, Any]) -> None:
+    """An alert is CamelCase with the Shopper prefix, has severity, summary, description and for."""
+    assert re.fullmatch(r"Shopper(?:[A-Z][a-z]+)+", rule["alert"])
+    assert rule["labels"]["severity"] in {"critical", "warning", "info"}
+    assert rule["annotations"]["summary"].endswith(".")
+    assert "{{ $labels.job }}" in rule["annotations"]["description"]
+    assert re.fullmatch(r"\d+[smh]", rule["for"])
+
+
+@pytest.mark.parametrize("rule", load_rules(), ids=lambda rule: rule.get("record") or rule["alert"])
+def test_rule_aggregates_replicas(rule: dict[str, Any]) -> None:
+    """Every rule expression aggregates by job so that N exporter replicas read as one."""
+    assert re.search(r"\b(?:sum|max) by \(job[,)]", rule["expr"]), rule["expr"]
+
+
+@pytest.mark.parametrize("rule", load_rules(), ids=lambda rule: rule.get("record") or rule["alert"])
+def test_rule_uses_only_catalog_metrics(rule: dict[str, Any]) -> None:
+    """A rule reads only metrics of the exporter's catalog and Prometheus' `up`."""
+    names = promql_metric_names(rule["expr"])
+    assert names
+    assert names - CATALOG - SCRAPE_METRICS == set()
+
+
+def test_recording_rules_are_named_level_metric_operation() -> None:
+    """Recording rule names follow level:metric:operation, with the level naming the kept labels."""
+    for rule in load_rules():
+        if "record" not in rule:
+            continue
+        level, metric, operation = rule["record"].split(":")
+        assert metric.startswith("shopper_"), rule["record"]
+        assert not metric.endswith("_total"), rule["record"]
+        assert re.fullmatch(r"[a-z0-9_]+", operation), rule["record"]
+        kept = re.search(r"sum by \(([^)]*)\)", rule["expr"])
+        assert kept is not None
+        assert level == "_".join(label.strip() for label in kept.group(1).split(","))
+
+
+def test_promql_metric_names_ignores_functions_labels_and_variables() -> None:
+    """The metric-name extractor skips functions, matchers, grouping and Grafana variables."""
+    expr = (
+        'topk(5, sum by (activity) (rate(shopper_activity_seconds_total{job=~"$job"}'
+        "[$__rate_interval] offset 1h))) / ignoring (stage) group_left () "
+        "job:shopper_orders:increase1h and on (job) up > bool 0"
+    )
+    assert promql_metric_names(expr) == {
+        "shopper_activity_seconds_total",
+        "job:shopper_orders:increase1h",
+        "up",
+    }
