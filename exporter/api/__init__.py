@@ -1,0 +1,1 @@
+"""HTTP and streaming adapters: they decode requests and hand records to the ingestor."""

@@ -1,0 +1,41 @@
+"""Reply helpers shared by the HTTP handlers: JSON bodies and bounded body reading."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+
+def json_reply(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    """A JSON response serialised with orjson."""
+    return web.Response(
+        body=orjson.dumps(body), status=status, content_type="application/json", headers=headers
+    )
+
+
+def error_reply(
+    status: int, reason: str, message: str, headers: dict[str, str] | None = None
+) -> web.Response:
+    """A whole-request error: `{"error": reason, "message": ...}`."""
+    return json_reply({"error": reason, "message": message}, status=status, headers=headers)
+
+
+class BodyTooLargeError(Exception):
+    """The request body is over the configured limit."""
+
+
+async def read_limited(request: web.Request, limit: int) -> bytes:
+    """Read a body of at most `limit` bytes; refuse larger ones without reading them whole."""
+    declared = request.content_length
+    if declared is not None and declared > limit:
+        raise BodyTooLargeError
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLargeError
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -1,0 +1,105 @@
+"""create_app(settings): composes the service from its setup_* pieces and background tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+
+from aiohttp import WSCloseCode, web
+from prometheus_client.aiohttp import make_aiohttp_handler
+
+from exporter.api.demo import setup_demo
+from exporter.api.ingest import setup_ingest
+from exporter.api.pages import setup_pages
+from exporter.api.shoppers import setup_shoppers
+from exporter.collector import ShopperCollector, build_registry
+from exporter.demo import DemoControl
+from exporter.eventlog import EventLog, Hub
+from exporter.ingest import Ingestor
+from exporter.keys import (
+    DEMO,
+    EVENT_LOG,
+    HUB,
+    INGESTOR,
+    REGISTRY,
+    SETTINGS,
+    STATUS,
+    STORE,
+    STREAMS,
+)
+from exporter.settings import Settings
+from exporter.status import ServiceStatus
+from exporter.store import ShopperStore
+
+log = logging.getLogger(__name__)
+
+
+async def _every(interval: float, job: Callable[[], object], name: str) -> None:
+    """Run `job` every `interval` seconds; a failing run is logged, never fatal."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            job()
+        except Exception:
+            log.exception("%s failed; continuing", name)
+
+
+async def _background(app: web.Application) -> AsyncIterator[None]:
+    """Expiry sweeps, the once-a-second summary frame, and the demo if asked for at start."""
+    settings, ingestor = app[SETTINGS], app[INGESTOR]
+    tasks = [
+        asyncio.create_task(_every(settings.sweep_interval, ingestor.expire, "expiry")),
+        asyncio.create_task(_every(settings.summary_interval, ingestor.publish_summary, "summary")),
+    ]
+    if settings.demo_shoppers:
+        app[DEMO].start(settings.demo_shoppers)
+    app[STATUS].ready = True
+    yield
+    app[STATUS].ready = False
+    await app[DEMO].stop()
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _close_streams(app: web.Application) -> None:
+    """Wake every live reader so streams end (WebSockets close with GOING_AWAY)."""
+    app[HUB].close_all()
+    open_streams: set[web.StreamResponse] = app[STREAMS]
+    for stream in list(open_streams):
+        if isinstance(stream, web.WebSocketResponse):
+            await stream.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
+
+
+def create_app(settings: Settings) -> web.Application:
+    """The whole service for one set of settings."""
+    app = web.Application(client_max_size=settings.max_body_bytes)
+    store = ShopperStore(settings)
+    event_log = EventLog(settings.event_log_size)
+    hub = Hub(max(4096, settings.stream_backlog))
+    status = ServiceStatus()
+    ingestor = Ingestor(settings, store, event_log, hub)
+    app[SETTINGS] = settings
+    app[STORE] = store
+    app[EVENT_LOG] = event_log
+    app[HUB] = hub
+    app[STATUS] = status
+    app[INGESTOR] = ingestor
+    app[STREAMS] = set()
+    app[REGISTRY] = build_registry(ShopperCollector(store, ingestor, event_log, hub, status))
+    app[DEMO] = DemoControl(
+        ingestor, settings.demo_shoppers or 30, settings.demo_seed, settings.demo_control
+    )
+
+    setup_pages(app)
+    setup_ingest(app)
+    setup_shoppers(app)
+    setup_demo(app)
+    app.router.add_get("/metrics", make_aiohttp_handler(app[REGISTRY]))
+    app.cleanup_ctx.append(_background)
+    app.on_shutdown.append(_close_streams)
+    return app

@@ -1,0 +1,370 @@
+"""Command line: `shopper-exporter` runs the service; `shopper-exporter demo` pushes traffic.
+
+Every option falls back to an environment variable named in `--help` (SHOPPER_*).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from exporter import __version__
+from exporter.settings import DEFAULT_ORDER_PHRASES, DEFAULT_PORT, Settings
+
+ENV_PREFIX = "SHOPPER_"
+
+
+def _env_name(dest: str) -> str:
+    return ENV_PREFIX + dest.upper()
+
+
+def _split(value: str) -> list[str]:
+    return [part.strip() for part in value.replace("\n", ",").split(",") if part.strip()]
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose options default to SHOPPER_* environment variables."""
+
+    def option(
+        self, *flags: str, dest: str, convert: Callable[[str], Any] = str, **kwargs: Any
+    ) -> None:
+        env = _env_name(dest)
+        raw = os.environ.get(env)
+        if raw is not None:
+            try:
+                kwargs["default"] = convert(raw)
+            except (TypeError, ValueError):
+                self.error(f"environment variable {env}={raw!r} is not valid")
+        help_text = kwargs.pop("help", "")
+        default = kwargs.get("default")
+        shown = "" if default in (None, [], ()) else f" (default: {default})"
+        self.add_argument(*flags, dest=dest, help=f"{help_text}{shown} [env {env}]", **kwargs)
+
+
+def _service_parser() -> _Parser:
+    p = _Parser(
+        prog="shopper-exporter",
+        description="Live Shopper Metrics: ingest shopper activity, serve Prometheus metrics, "
+        "a Loki-compatible event log, live streams and a live page.",
+        epilog="Also: `shopper-exporter demo --url http://HOST:PORT` pushes demo traffic "
+        "(see `shopper-exporter demo --help`).",
+    )
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    p.option("--host", dest="host", default="127.0.0.1", help="Address to listen on")
+    p.option("--port", dest="port", convert=int, type=int, default=DEFAULT_PORT, help="Port")
+    p.option(
+        "--demo",
+        dest="demo",
+        convert=int,
+        type=int,
+        nargs="?",
+        const=30,
+        default=0,
+        metavar="SHOPPERS",
+        help="Run the in-process demo generator with this many shoppers (30 if no number)",
+    )
+    p.option("--demo-seed", dest="demo_seed", convert=int, type=int, help="Seed for the demo")
+    p.add_argument(
+        "--no-demo-control",
+        dest="demo_control",
+        action="store_false",
+        default=os.environ.get(_env_name("demo_control"), "true").lower() not in {"0", "false"},
+        help="Refuse the page's Start/Stop Demo requests [env SHOPPER_DEMO_CONTROL=false]",
+    )
+    p.option(
+        "--active-window",
+        dest="active_window",
+        convert=float,
+        type=float,
+        default=300.0,
+        help="Seconds a shopper stays online after their last update",
+    )
+    p.option(
+        "--retention",
+        dest="retention",
+        convert=float,
+        type=float,
+        default=3600.0,
+        help="Seconds after their last update that a shopper is forgotten",
+    )
+    p.option(
+        "--label-cap",
+        dest="label_cap",
+        convert=int,
+        type=int,
+        default=50,
+        help="Distinct values per label before new ones are exported as `other`",
+    )
+    p.option(
+        "--max-body-bytes",
+        dest="max_body_bytes",
+        convert=int,
+        type=int,
+        default=1 << 20,
+        help="Largest request body or WebSocket message accepted",
+    )
+    p.option(
+        "--max-batch",
+        dest="max_batch",
+        convert=int,
+        type=int,
+        default=10_000,
+        help="Most records (updates + events) in one body or message",
+    )
+    p.option(
+        "--order-phrases",
+        dest="order_phrases",
+        convert=_split,
+        type=_split,
+        default=list(DEFAULT_ORDER_PHRASES),
+        help="Comma-separated lastAction phrases that mean an order was placed",
+    )
+    p.option(
+        "--event-log-size",
+        dest="event_log_size",
+        convert=int,
+        type=int,
+        default=10_000,
+        help="Events kept for streams, resume and the Loki API",
+    )
+    p.option(
+        "--stream-backlog",
+        dest="stream_backlog",
+        convert=int,
+        type=int,
+        default=1_000,
+        help="Frames a live subscriber may fall behind before its oldest are dropped",
+    )
+    p.option(
+        "--source",
+        dest="sources",
+        convert=_split,
+        action="append",
+        default=[],
+        help="Upstream to pull from: ws://, wss://, sse+http(s)://, poll+http(s):// "
+        "(repeatable; env: comma-separated)",
+    )
+    p.option(
+        "--poll-interval",
+        dest="poll_interval",
+        convert=float,
+        type=float,
+        default=10.0,
+        help="Seconds between polls of poll+http sources",
+    )
+    p.option(
+        "--reconnect-delay",
+        dest="reconnect_delay",
+        convert=float,
+        type=float,
+        default=5.0,
+        help="Seconds before a dropped source reconnects (doubles, jittered)",
+    )
+    p.option(
+        "--reconnect-max-delay",
+        dest="reconnect_max_delay",
+        convert=float,
+        type=float,
+        default=60.0,
+        help="Longest wait between source reconnects",
+    )
+    p.option(
+        "--loki-push-url",
+        dest="loki_push_url",
+        help="Forward the event log to a Grafana Loki push endpoint (…/loki/api/v1/push)",
+    )
+    p.option(
+        "--log-level",
+        dest="log_level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="Logging level",
+    )
+    return p
+
+
+def settings_from_args(argv: Sequence[str]) -> Settings:
+    """Parse the service's command line (and SHOPPER_* variables) into Settings."""
+    parser = _service_parser()
+    args = parser.parse_args(argv)
+    sources: list[str] = []
+    for item in args.sources:
+        sources.extend(item if isinstance(item, list) else _split(item))
+    try:
+        return Settings(
+            host=args.host,
+            port=args.port,
+            demo_shoppers=args.demo,
+            demo_seed=args.demo_seed,
+            demo_control=args.demo_control,
+            active_window=args.active_window,
+            retention=args.retention,
+            label_cap=args.label_cap,
+            max_body_bytes=args.max_body_bytes,
+            max_batch=args.max_batch,
+            order_phrases=tuple(args.order_phrases),
+            event_log_size=args.event_log_size,
+            stream_backlog=args.stream_backlog,
+            sources=tuple(sources),
+            poll_interval=args.poll_interval,
+            reconnect_delay=args.reconnect_delay,
+            reconnect_max_delay=args.reconnect_max_delay,
+            loki_push_url=args.loki_push_url,
+            log_level=args.log_level,
+        )
+    except ValueError as err:
+        parser.error(str(err))
+
+
+def banner(settings: Settings) -> str:
+    """What the service prints once it listens: where to look."""
+    host = "localhost" if settings.host in ("0.0.0.0", "::", "127.0.0.1") else settings.host
+    base = f"http://{host}:{settings.port}"
+    demo = f" with {settings.demo_shoppers} demo shoppers" if settings.demo_shoppers else ""
+    return "\n".join(
+        [
+            f"Live Shopper Metrics {__version__}{demo}, listening on {settings.host}:"
+            f"{settings.port}",
+            f"  live page      {base}/",
+            f"  metrics        {base}/metrics",
+            f"  summary        {base}/api/summary",
+            f"  push updates   POST {base}/api/metrics",
+            f"  live stream    {base}/api/stream  (SSE)   ws://{host}:{settings.port}/ws",
+            f"  Loki API       {base}/loki/api/v1/  (Grafana Loki datasource URL: {base})",
+        ]
+    )
+
+
+def run_service(argv: Sequence[str]) -> None:
+    """Run the service until SIGINT/SIGTERM."""
+    settings = settings_from_args(argv)
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    from exporter.app import create_app
+
+    web.run_app(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        print=lambda _: print(banner(settings), flush=True),
+        access_log=None,
+        shutdown_timeout=5.0,
+    )
+
+
+def _demo_parser() -> _Parser:
+    p = _Parser(
+        prog="shopper-exporter demo",
+        description="Push realistic demo shopper traffic to a running service over HTTP.",
+    )
+    p.option(
+        "--url",
+        dest="url",
+        default=f"http://127.0.0.1:{DEFAULT_PORT}",
+        help="Base URL of the service",
+    )
+    p.option(
+        "--shoppers", dest="shoppers", convert=int, type=int, default=30, help="Shoppers online"
+    )
+    p.option("--seed", dest="seed", convert=int, type=int, help="Random seed (reproducible runs)")
+    p.option(
+        "--pace",
+        dest="pace",
+        convert=float,
+        type=float,
+        default=0.5,
+        help="Steps per second per shopper (0.5: a journey takes under a minute)",
+    )
+    p.option(
+        "--duration",
+        dest="duration",
+        convert=float,
+        type=float,
+        help="Stop after this many seconds (default: run until interrupted)",
+    )
+    p.option(
+        "--report-every",
+        dest="report_every",
+        convert=float,
+        type=float,
+        default=5.0,
+        help="Seconds between printed rates",
+    )
+    return p
+
+
+async def _push_demo(args: argparse.Namespace) -> None:
+    from exporter.client import MetricsClient, PushError
+    from exporter.demo import DemoGenerator
+
+    generator = DemoGenerator(args.shoppers, args.seed, args.pace)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    started = last_report = time.monotonic()
+    sent = accepted = rejected = sent_at_report = 0
+    failing = False
+    async with MetricsClient(args.url) as client:
+        print(f"demo: {args.shoppers} shoppers → {args.url}", flush=True)
+        while not stop.is_set():
+            if args.duration is not None and time.monotonic() - started >= args.duration:
+                break
+            updates, events = generator.tick(time.time())
+            if updates or events:
+                try:
+                    reply = await client.push_batch(updates, events)
+                except (aiohttp.ClientError, PushError, TimeoutError) as err:
+                    if not failing:
+                        print(f"demo: push failed ({err}); retrying", flush=True)
+                    failing = True
+                else:
+                    if failing:
+                        print("demo: service reachable again", flush=True)
+                    failing = False
+                    sent += len(updates) + len(events)
+                    accepted += int(reply.get("accepted", 0))
+                    rejected += len(reply.get("rejected", []))
+            now = time.monotonic()
+            if now - last_report >= args.report_every:
+                rate = (sent - sent_at_report) / (now - last_report)
+                print(
+                    f"demo: {rate:7.1f} records/s  sent {sent}  accepted {accepted}  "
+                    f"rejected {rejected}  online {len(generator.active)}",
+                    flush=True,
+                )
+                last_report, sent_at_report = now, sent
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.25)
+        goodbye = generator.stop_all(time.time())
+        if goodbye and not failing:
+            with contextlib.suppress(aiohttp.ClientError, PushError, TimeoutError):
+                await client.push_bulk_metrics(goodbye)
+    print(f"demo: done, sent {sent} records", flush=True)
+
+
+def run_demo(argv: Sequence[str]) -> None:
+    """Run the standalone demo generator."""
+    args = _demo_parser().parse_args(argv)
+    asyncio.run(_push_demo(args))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of `shopper-exporter` and `python -m exporter`."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["demo"]:
+        run_demo(args[1:])
+    else:
+        run_service(args)

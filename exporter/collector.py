@@ -1,0 +1,262 @@
+"""Prometheus view of the store: fresh metric families on every scrape, plus the service's own."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    InfoMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from exporter import __version__
+from exporter.eventlog import EventLog, Hub
+from exporter.ingest import TRANSPORTS, Ingestor
+from exporter.status import ServiceStatus
+from exporter.store import FUNNEL_STAGES, Histogram, ShopperStore
+
+KNOWN_REJECT_REASONS = ("invalid", "not_json", "too_large", "batch_too_large")
+
+
+def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, doc, value=value)
+
+
+def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:
+    return CounterMetricFamily(name, doc, value=value)
+
+
+def _labelled(
+    family: GaugeMetricFamily | CounterMetricFamily, pairs: Iterable[tuple[str, float]]
+) -> GaugeMetricFamily | CounterMetricFamily:
+    for label, value in sorted(pairs):
+        family.add_metric([label], value)
+    return family
+
+
+def _histogram(name: str, doc: str, hist: Histogram) -> HistogramMetricFamily:
+    family = HistogramMetricFamily(name, doc)
+    family.add_metric([], [(le, float(n)) for le, n in hist.buckets()], hist.total)
+    return family
+
+
+class ShopperCollector(Collector):
+    """Builds every family from the store's incremental aggregates: O(series) per scrape."""
+
+    def __init__(
+        self,
+        store: ShopperStore,
+        ingestor: Ingestor,
+        log: EventLog,
+        hub: Hub,
+        status: ServiceStatus,
+    ) -> None:
+        self.store = store
+        self.ingestor = ingestor
+        self.log = log
+        self.hub = hub
+        self.status = status
+        self.last_duration = 0.0
+
+    def describe(self) -> list[Metric]:
+        # Registration need not run a collection.
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        started = time.perf_counter()
+        yield from self._shoppers()
+        yield from self._activity()
+        yield from self._ingest()
+        yield from self._service()
+        self.last_duration = time.perf_counter() - started
+        yield _gauge(
+            "shopper_exporter_scrape_duration_seconds",
+            "Time the previous collection of these metrics took.",
+            self.last_duration,
+        )
+
+    def _shoppers(self) -> Iterator[Metric]:
+        agg = self.store.aggregates
+        yield _gauge(
+            "shopper_active_shoppers",
+            "Shoppers online: active and seen within the active window.",
+            agg.active,
+        )
+        for label, table, doc in (
+            ("activity", agg.by_activity, "current activity (activeFeature)"),
+            ("membership", agg.by_membership, "membership type"),
+            ("delivery_window", agg.by_delivery_window, "chosen delivery window"),
+            ("location", agg.by_location, "location"),
+        ):
+            family = GaugeMetricFamily(
+                f"shopper_active_shoppers_by_{label}",
+                f"Online shoppers by {doc}.",
+                labels=[label],
+            )
+            yield _labelled(family, table.items())
+        yield _gauge(
+            "shopper_tracked_shoppers",
+            "Shoppers held in memory, online or not, until their retention ends.",
+            len(self.store),
+        )
+        yield _gauge("shopper_active_carts", "Online shoppers with items in their cart.", agg.carts)
+        yield _gauge("shopper_cart_items", "Items in online shoppers' carts.", agg.cart_items)
+        yield _gauge(
+            "shopper_cart_value_dollars",
+            "Total value of online shoppers' carts.",
+            agg.cart_cents / 100,
+        )
+        yield _gauge(
+            "shopper_active_session_seconds",
+            "Sum of the current session lengths of online shoppers (divide by active shoppers).",
+            agg.session_ms / 1000,
+        )
+
+    def _activity(self) -> Iterator[Metric]:
+        c = self.store.counters
+        events = CounterMetricFamily(
+            "shopper_events_total", "Shopping events, explicit and derived.", labels=["event"]
+        )
+        yield _labelled(events, c.events.items())
+        for name, doc, value in (
+            ("shopper_cart_items_added", "Items added to carts.", c.cart_items_added),
+            ("shopper_cart_items_removed", "Items removed from carts.", c.cart_items_removed),
+            ("shopper_orders", "Orders placed.", c.orders),
+            ("shopper_order_value_dollars", "Value of orders placed.", c.order_value),
+            ("shopper_cart_abandonments", "Sessions that ended with a full cart.", c.abandonments),
+            (
+                "shopper_abandoned_cart_value_dollars",
+                "Value left in abandoned carts.",
+                c.abandoned_value,
+            ),
+            ("shopper_page_views", "Pages viewed.", c.page_views),
+            ("shopper_clicks", "Clicks.", c.clicks),
+            ("shopper_product_views", "Products viewed.", c.product_views),
+            ("shopper_searches", "Product searches.", c.searches),
+            ("shopper_coupons_applied", "Coupons applied.", c.coupons_applied),
+            ("shopper_sessions_started", "Shopping sessions started.", c.sessions_started),
+            ("shopper_sessions_ended", "Shopping sessions ended.", c.sessions_ended),
+        ):
+            yield _counter(name, doc, value)
+        seconds = CounterMetricFamily(
+            "shopper_activity_seconds",
+            "Time shoppers spent per activity (from featureTime).",
+            labels=["activity"],
+        )
+        yield _labelled(seconds, c.activity_seconds.items())
+        funnel = CounterMetricFamily(
+            "shopper_funnel_sessions",
+            "Sessions that reached each funnel stage (once per session).",
+            labels=["stage"],
+        )
+        for stage in FUNNEL_STAGES:
+            funnel.add_metric([stage], c.funnel[stage])
+        yield funnel
+        yield _histogram(
+            "shopper_session_duration_seconds", "Length of ended sessions.", c.session_duration
+        )
+        yield _histogram("shopper_order_value_dollars", "Value of orders.", c.order_value_hist)
+
+    def _ingest(self) -> Iterator[Metric]:
+        ing = self.ingestor
+        received = CounterMetricFamily(
+            "shopper_updates_received",
+            "Records received (updates and events), valid or not.",
+            labels=["transport"],
+        )
+        for transport in sorted(set(TRANSPORTS) | set(ing.received)):
+            received.add_metric([transport], ing.received.get(transport, 0))
+        yield received
+        rejected = CounterMetricFamily(
+            "shopper_updates_rejected",
+            "Records refused, by reason.",
+            labels=["transport", "reason"],
+        )
+        keys = {(t, r) for t in ("http",) for r in KNOWN_REJECT_REASONS} | set(ing.rejected)
+        for transport, reason in sorted(keys):
+            rejected.add_metric([transport, reason], ing.rejected.get((transport, reason), 0))
+        yield rejected
+        ignored = CounterMetricFamily(
+            "shopper_updates_ignored",
+            "Valid updates that changed nothing: older than the stored one, or exact repeats.",
+            labels=["reason"],
+        )
+        ignored.add_metric(["stale"], self.store.counters.stale)
+        ignored.add_metric(["duplicate"], self.store.counters.duplicate)
+        yield ignored
+        if self.store.last_update is not None:
+            yield _gauge(
+                "shopper_exporter_last_update_timestamp_seconds",
+                "When the last record was applied.",
+                self.store.last_update,
+            )
+
+    def _service(self) -> Iterator[Metric]:
+        info = InfoMetricFamily("shopper_exporter_build", "Build information.")
+        info.add_metric([], {"version": __version__})
+        yield info
+        status = self.status
+        subscribers = GaugeMetricFamily(
+            "shopper_exporter_stream_subscribers",
+            "Live subscribers by stream.",
+            labels=["stream"],
+        )
+        yield _labelled(subscribers, status.streams.items())
+        yield _counter(
+            "shopper_exporter_stream_dropped_frames",
+            "Frames dropped for subscribers that fell behind.",
+            self.hub.dropped_frames,
+        )
+        up = GaugeMetricFamily(
+            "shopper_exporter_source_up", "Whether a pull source is connected.", labels=["source"]
+        )
+        reconnects = CounterMetricFamily(
+            "shopper_exporter_source_reconnects",
+            "Reconnections of a pull source.",
+            labels=["source"],
+        )
+        success = GaugeMetricFamily(
+            "shopper_exporter_source_last_success_timestamp_seconds",
+            "When a pull source last delivered data.",
+            labels=["source"],
+        )
+        for name, source in sorted(status.sources.items()):
+            up.add_metric([name], 1.0 if source.up else 0.0)
+            reconnects.add_metric([name], source.reconnects)
+            if source.last_success is not None:
+                success.add_metric([name], source.last_success)
+        yield up
+        yield reconnects
+        yield success
+        overflow = CounterMetricFamily(
+            "shopper_exporter_label_overflow",
+            "Label values replaced by `other` because the label reached its cap.",
+            labels=["label"],
+        )
+        yield _labelled(overflow, ((name, cap.overflow) for name, cap in self.store.labels.items()))
+        yield _gauge(
+            "shopper_exporter_event_log_entries", "Events held in the event log.", len(self.log)
+        )
+        yield _counter(
+            "shopper_exporter_loki_forwarded_events",
+            "Events shipped to the configured Loki.",
+            status.forward_sent,
+        )
+        yield _counter(
+            "shopper_exporter_loki_forward_dropped_events",
+            "Events dropped because the forwarding backlog was full.",
+            status.forward_dropped,
+        )
+
+
+def build_registry(collector: ShopperCollector) -> CollectorRegistry:
+    """A dedicated registry: only this service's families, no process or platform collectors."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    return registry

@@ -1,0 +1,241 @@
+"""The event log (a bounded ring buffer of shopping events) and the hub that fans frames out."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from exporter.events import ShoppingEvent
+
+ERASED = "(erased)"
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedEvent:
+    """A shopping event as the log holds it: a unique increasing id and a nanosecond log time."""
+
+    id: int
+    ts_ns: int
+    """When the log received it (strictly increasing with `id`, so both orders agree)."""
+    event: ShoppingEvent
+    line: str
+    """The event as one JSON object: what SSE, WebSocket and Loki consumers read."""
+
+
+def render_line(event: ShoppingEvent) -> str:
+    """The JSON line for an event: time, type, shopper, bounded details and a human message."""
+    body: dict[str, Any] = {
+        "time": datetime.fromtimestamp(event.at, UTC).isoformat(timespec="milliseconds"),
+        "type": event.type,
+        "userId": event.user_id,
+        "userName": event.user_name,
+    }
+    body.update(event.props)
+    body["message"] = event.message
+    return orjson.dumps(body).decode()
+
+
+class EventLog:
+    """The last `capacity` shopping events, addressable by id and searchable by time in O(log n)."""
+
+    def __init__(self, capacity: int = 10_000) -> None:
+        if capacity < 1:
+            raise ValueError("capacity must be at least 1")
+        self.capacity = capacity
+        self._ring: list[LoggedEvent | None] = [None] * capacity
+        self._next_id = 1
+        self._last_ns = 0
+
+    def __len__(self) -> int:
+        return min(self._next_id - 1, self.capacity)
+
+    @property
+    def last_id(self) -> int:
+        """Id of the newest event, 0 when nothing was logged yet."""
+        return self._next_id - 1
+
+    @property
+    def first_id(self) -> int:
+        """Id of the oldest event still held (last_id + 1 when empty)."""
+        return max(1, self._next_id - self.capacity)
+
+    def append(self, event: ShoppingEvent, ts_ns: int | None = None) -> LoggedEvent:
+        """Log an event; the log time is now unless given, and never goes backwards."""
+        now = time.time_ns() if ts_ns is None else ts_ns
+        self._last_ns = max(now, self._last_ns + 1)
+        logged = LoggedEvent(self._next_id, self._last_ns, event, render_line(event))
+        self._ring[self._next_id % self.capacity] = logged
+        self._next_id += 1
+        return logged
+
+    def get(self, event_id: int) -> LoggedEvent | None:
+        """The event with this id, if the buffer still holds it."""
+        if not self.first_id <= event_id <= self.last_id:
+            return None
+        return self._ring[event_id % self.capacity]
+
+    def redact(self, user_id: str) -> int:
+        """Replace a shopper's identity in every held event (erasure); returns how many."""
+        erased = 0
+        for i in range(self.first_id, self.last_id + 1):
+            logged = self._at(i)
+            if logged.event.user_id != user_id:
+                continue
+            event = replace(logged.event, user_id=ERASED, user_name=ERASED)
+            self._ring[i % self.capacity] = replace(logged, event=event, line=render_line(event))
+            erased += 1
+        return erased
+
+    def _at(self, event_id: int) -> LoggedEvent:
+        logged = self._ring[event_id % self.capacity]
+        assert logged is not None  # ids between first_id and last_id are always filled
+        return logged
+
+    def after(self, event_id: int) -> Iterator[LoggedEvent]:
+        """Events with an id above `event_id`, oldest first (what a resuming reader missed)."""
+        for i in range(max(event_id + 1, self.first_id), self.last_id + 1):
+            yield self._at(i)
+
+    def _first_id_at_or_after(self, ts_ns: int) -> int:
+        lo, hi = self.first_id, self.last_id + 1
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if self._at(mid).ts_ns < ts_ns:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo
+
+    def between(
+        self, start_ns: int, end_ns: int, *, backward: bool = False
+    ) -> Iterator[LoggedEvent]:
+        """Events logged in [start_ns, end_ns), oldest first or newest first."""
+        lo = self._first_id_at_or_after(start_ns)
+        hi = self._first_id_at_or_after(end_ns)
+        ids = range(hi - 1, lo - 1, -1) if backward else range(lo, hi)
+        for i in ids:
+            yield self._at(i)
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """A live message: `kind` is event, user_metric or summary; `id` the event-log position."""
+
+    kind: str
+    id: int
+    data: str
+    user_id: str | None = None
+    event_type: str | None = None
+
+
+class Subscription:
+    """A reader of the hub with a bounded backlog: fall behind and the oldest frames are dropped."""
+
+    def __init__(self, hub: Hub, cursor: int, max_backlog: int) -> None:
+        self._hub = hub
+        self._cursor = cursor
+        self.max_backlog = max_backlog
+        self.dropped = 0
+        self.closed = False
+
+    @property
+    def backlog(self) -> int:
+        """Frames published but not yet read."""
+        return self._hub.published - self._cursor
+
+    def _catch_up(self) -> None:
+        behind = self._hub.published - self._cursor
+        if behind > self.max_backlog:
+            lost = behind - self.max_backlog
+            self._cursor += lost
+            self.dropped += lost
+            self._hub.dropped_frames += lost
+
+    def pending(self) -> list[Frame]:
+        """Frames waiting for this reader, without waiting; marks them read."""
+        self._catch_up()
+        frames = self._hub._slice(self._cursor)
+        self._cursor = self._hub.published
+        return frames
+
+    async def next_batch(self, wait: float | None = None) -> list[Frame]:
+        """Wait up to `wait` s for a frame (or close), then return every frame waiting."""
+        if self._cursor == self._hub.published and not self.closed:
+            waiter = self._hub._ensure_waiter()
+            try:
+                await asyncio.wait_for(asyncio.shield(waiter), wait)
+            except TimeoutError:
+                return []
+        return self.pending()
+
+    def close(self) -> None:
+        """Stop reading; the hub forgets this reader."""
+        self.closed = True
+        self._hub._subscribers.discard(self)
+
+
+class Hub:
+    """Fans live frames out to any number of readers; publishing is O(1) and never waits.
+
+    Frames sit in one shared ring; each reader holds only a cursor, so a stalled reader costs
+    nothing until it reads again, and then loses what fell off its bounded backlog (counted).
+    """
+
+    def __init__(self, capacity: int = 4096) -> None:
+        self.capacity = capacity
+        self._ring: list[Frame | None] = [None] * capacity
+        self.published = 0
+        self.dropped_frames = 0
+        self._subscribers: set[Subscription] = set()
+        self._waiter: asyncio.Future[None] | None = None
+
+    @property
+    def subscribers(self) -> int:
+        """How many readers are attached now."""
+        return len(self._subscribers)
+
+    def subscribe(self, max_backlog: int | None = None) -> Subscription:
+        """A new reader that starts at the next frame published."""
+        backlog = self.capacity if max_backlog is None else min(max_backlog, self.capacity)
+        sub = Subscription(self, self.published, backlog)
+        self._subscribers.add(sub)
+        self._ensure_waiter()
+        return sub
+
+    def _ensure_waiter(self) -> asyncio.Future[None]:
+        if self._waiter is None or self._waiter.done():
+            self._waiter = asyncio.get_running_loop().create_future()
+        return self._waiter
+
+    def publish(self, frame: Frame) -> None:
+        """Add a frame and wake every waiting reader."""
+        self._ring[self.published % self.capacity] = frame
+        self.published += 1
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        self._waiter = None
+        if self._subscribers:
+            self._ensure_waiter()
+
+    def close_all(self) -> None:
+        """Wake every reader for the last time (shutdown)."""
+        for sub in list(self._subscribers):
+            sub.closed = True
+        self._subscribers.clear()
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def _slice(self, cursor: int) -> list[Frame]:
+        frames: list[Frame] = []
+        for i in range(cursor, self.published):
+            frame = self._ring[i % self.capacity]
+            assert frame is not None
+            frames.append(frame)
+        return frames

@@ -1,0 +1,162 @@
+"""The one way in: decode a body, validate each record, apply it, log and publish what happened.
+
+Every transport (HTTP, WebSocket, SSE and poll sources, Loki push, the demo) hands parsed bodies
+to `Ingestor.ingest`; nothing else writes to the store.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from exporter.eventlog import EventLog, Frame, Hub
+from exporter.events import ShoppingEvent
+from exporter.model import (
+    BodyError,
+    Rejection,
+    decode,
+    parse_json,
+    validate_event,
+    validate_update,
+)
+from exporter.settings import Settings
+from exporter.store import Shopper, ShopperStore
+
+TRANSPORTS = ("http", "ws", "sse", "poll", "loki", "demo")
+
+
+@dataclass(slots=True)
+class IngestReport:
+    """What became of a body's records."""
+
+    accepted: int = 0
+    ignored: int = 0
+    rejected: list[Rejection] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "accepted": self.accepted,
+            "ignored": self.ignored,
+            "rejected": [r.to_json() for r in self.rejected],
+        }
+
+    @property
+    def all_rejected(self) -> bool:
+        """True when the body had records and none was valid."""
+        return bool(self.rejected) and self.accepted == 0 and self.ignored == 0
+
+
+class Ingestor:
+    """Applies records to the store and feeds the event log and the live hub."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: ShopperStore,
+        log: EventLog,
+        hub: Hub,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.log = log
+        self.hub = hub
+        self.clock = clock
+        self.received: dict[str, int] = {}
+        self.rejected: dict[tuple[str, str], int] = {}
+
+    def _count(self, transport: str, received: int, rejected: dict[str, int]) -> None:
+        self.received[transport] = self.received.get(transport, 0) + received
+        for reason, n in rejected.items():
+            if n:
+                key = (transport, reason)
+                self.rejected[key] = self.rejected.get(key, 0) + n
+
+    def refuse(self, transport: str, reason: str, records: int = 1) -> None:
+        """Count a body refused as a whole (not JSON, too large, too many records)."""
+        self._count(transport, records, {reason: records})
+
+    def ingest_bytes(self, raw: bytes | str, transport: str, kind: str = "metric") -> IngestReport:
+        """Parse then ingest; raises BodyError (already counted) when the body is unreadable."""
+        try:
+            body = parse_json(raw)
+        except BodyError as err:
+            self.refuse(transport, err.reason)
+            raise
+        return self.ingest(body, transport, kind)
+
+    def ingest(self, body: Any, transport: str, kind: str = "metric") -> IngestReport:
+        """Apply every valid record of a parsed body; invalid ones change nothing.
+
+        `kind` says what a bare object or array element is: "metric" (update) or "event".
+        """
+        try:
+            batch = decode(body, kind)
+        except BodyError as err:
+            self.refuse(transport, err.reason)
+            raise
+        if len(batch) > self.settings.max_batch:
+            self.refuse(transport, "batch_too_large", len(batch))
+            raise BodyError(
+                f"{len(batch)} records in one body; the limit is {self.settings.max_batch}",
+                reason="batch_too_large",
+            )
+        report = IngestReport()
+        now = self.clock()
+        for index, raw in batch.metrics:
+            update = validate_update(raw)
+            if isinstance(update, tuple):
+                report.rejected.append(Rejection(index, "metric", update))
+                continue
+            happened = self.store.apply(update, now)
+            if happened is None:
+                report.ignored += 1
+                continue
+            report.accepted += 1
+            self.record(happened)
+            self._publish_shopper(update.user_id)
+        for index, raw in batch.events:
+            event = validate_event(raw)
+            if isinstance(event, tuple):
+                report.rejected.append(Rejection(index, "event", event))
+                continue
+            report.accepted += 1
+            self.record(self.store.apply_event(event, now))
+        self._count(transport, len(batch), {"invalid": len(report.rejected)})
+        return report
+
+    def record(self, happened: Iterable[ShoppingEvent]) -> None:
+        """Log events and, when anyone listens, publish them."""
+        listening = self.hub.subscribers > 0
+        for event in happened:
+            logged = self.log.append(event)
+            if listening:
+                data = f'{{"id":{logged.id},{logged.line[1:]}'
+                self.hub.publish(Frame("event", logged.id, data, event.user_id, event.type))
+
+    def _publish_shopper(self, user_id: str) -> None:
+        if self.hub.subscribers == 0:
+            return
+        shopper = self.store.get(user_id)
+        if shopper is not None:
+            self.publish_shopper(shopper)
+
+    def publish_shopper(self, shopper: Shopper) -> None:
+        """Publish a shopper's current state as a `user_metric` frame."""
+        data = orjson.dumps(self.store.view(shopper)).decode()
+        self.hub.publish(Frame("user_metric", self.log.last_id, data, shopper.user_id))
+
+    def publish_summary(self) -> dict[str, Any]:
+        """Publish the summary frame (once a second while anyone listens); returns it."""
+        summary = self.store.summary(self.clock())
+        if self.hub.subscribers:
+            self.hub.publish(Frame("summary", self.log.last_id, orjson.dumps(summary).decode()))
+        return summary
+
+    def expire(self) -> None:
+        """End idle sessions and forget expired shoppers; log what that implies."""
+        self.record(self.store.expire(self.clock()))

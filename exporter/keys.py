@@ -1,0 +1,24 @@
+"""Typed application keys: where handlers, background tasks and tests find shared objects."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from exporter.demo import DemoControl
+from exporter.eventlog import EventLog, Hub
+from exporter.ingest import Ingestor
+from exporter.settings import Settings
+from exporter.status import ServiceStatus
+from exporter.store import ShopperStore
+
+SETTINGS = web.AppKey("settings", Settings)
+STORE = web.AppKey("store", ShopperStore)
+EVENT_LOG = web.AppKey("event_log", EventLog)
+HUB = web.AppKey("hub", Hub)
+INGESTOR = web.AppKey("ingestor", Ingestor)
+REGISTRY = web.AppKey("registry", CollectorRegistry)
+STATUS = web.AppKey("status", ServiceStatus)
+DEMO = web.AppKey("demo", DemoControl)
+#: Open WebSockets and SSE responses (each handler removes its own), closed on shutdown.
+STREAMS: web.AppKey[set[web.StreamResponse]] = web.AppKey("streams")

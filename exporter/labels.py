@@ -1,0 +1,40 @@
+"""Bounded label values: each Prometheus label keeps at most `cap` distinct values."""
+
+from __future__ import annotations
+
+from typing import Final
+
+OTHER: Final = "other"
+UNKNOWN: Final = "unknown"
+
+
+class LabelCap:
+    """Maps raw values to label values; past the cap, new values become `other` and are counted.
+
+    The value returned is the one stored, so every shopper with the same activity shares one
+    string object (this is most of what keeps a tracked shopper under a kilobyte).
+    """
+
+    __slots__ = ("_seen", "cap", "name", "overflow")
+
+    def __init__(self, name: str, cap: int) -> None:
+        self.name = name
+        self.cap = cap
+        self.overflow = 0
+        self._seen: dict[str, str] = {}
+
+    def __call__(self, value: str) -> str:
+        known = self._seen.get(value)
+        if known is not None:
+            return known
+        if not value:
+            return UNKNOWN
+        if len(self._seen) >= self.cap:
+            self.overflow += 1
+            return OTHER
+        self._seen[value] = value
+        return value
+
+    def values(self) -> list[str]:
+        """Values admitted so far."""
+        return list(self._seen)

@@ -1,0 +1,75 @@
+"""The service's configuration: one frozen object, built by the command line."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEFAULT_PORT = 9462
+
+DEFAULT_ORDER_PHRASES: tuple[str, ...] = (
+    "placed order",
+    "placed an order",
+    "order placed",
+    "completed order",
+    "completed checkout",
+    "order completed",
+    "purchased",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the service needs to know at start; validated once, then passed inward."""
+
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    demo_shoppers: int = 0
+    """Shoppers the in-process demo generator simulates; 0 = no demo at start."""
+    demo_seed: int | None = None
+    demo_control: bool = True
+    """Whether the page's Start/Stop Demo button (POST /api/demo/*) is allowed."""
+    active_window: float = 300.0
+    """Seconds a shopper stays online after their last update."""
+    retention: float = 3600.0
+    """Seconds after their last update that a shopper is forgotten."""
+    sweep_interval: float = 1.0
+    label_cap: int = 50
+    """Distinct values per Prometheus label before new ones become `other`."""
+    max_body_bytes: int = 1 << 20
+    max_batch: int = 10_000
+    """Records (updates + events) in one body or message."""
+    order_phrases: tuple[str, ...] = DEFAULT_ORDER_PHRASES
+    event_log_size: int = 10_000
+    stream_backlog: int = 1_000
+    """Frames a live subscriber may fall behind before its oldest are dropped."""
+    summary_interval: float = 1.0
+    sources: tuple[str, ...] = ()
+    poll_interval: float = 10.0
+    reconnect_delay: float = 5.0
+    reconnect_max_delay: float = 60.0
+    loki_push_url: str | None = None
+    log_level: str = "info"
+
+    def __post_init__(self) -> None:
+        checks = {
+            "port": 0 <= self.port <= 65535,
+            "demo_shoppers": self.demo_shoppers >= 0,
+            "active_window": self.active_window > 0,
+            "retention": self.retention >= self.active_window,
+            "sweep_interval": self.sweep_interval > 0,
+            "label_cap": self.label_cap >= 1,
+            "max_body_bytes": self.max_body_bytes >= 1024,
+            "max_batch": self.max_batch >= 1,
+            "event_log_size": self.event_log_size >= 1,
+            "stream_backlog": self.stream_backlog >= 1,
+            "summary_interval": self.summary_interval > 0,
+            "poll_interval": self.poll_interval > 0,
+            "reconnect_delay": self.reconnect_delay > 0,
+            "reconnect_max_delay": self.reconnect_max_delay >= self.reconnect_delay,
+        }
+        bad = [name for name, ok in checks.items() if not ok]
+        if bad:
+            raise ValueError(f"invalid settings: {', '.join(bad)}")
+        object.__setattr__(
+            self, "order_phrases", tuple(p.strip().lower() for p in self.order_phrases if p.strip())
+        )

@@ -1,0 +1,143 @@
+"""Helpers the test suite shares: free ports, real processes, waiting on effects, required binaries."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def require_binary(name: str) -> str:
+    """Path of a real component the test needs; under CI its absence fails the test, never skips it."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed (the README's test command installs it)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+def wait_until(check: Callable[[], object], timeout: float = 10.0, interval: float = 0.05) -> object:
+    """Poll `check` until it returns something truthy; fail with its last value after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+        except Exception as exc:  # the thing may not be up yet
+            last = exc
+        if last and not isinstance(last, Exception):
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s; last value: {last!r}")
+
+
+async def async_wait_until(
+    check: Callable[[], Awaitable[object]], timeout: float = 10.0, interval: float = 0.05
+) -> object:
+    """The asyncio form of `wait_until`."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            last = await check()
+        except Exception as exc:
+            last = exc
+        if last and not isinstance(last, Exception):
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s; last value: {last!r}")
+
+
+def http_get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
+    """Status and body of a GET, without raising on 4xx/5xx."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read()
+
+
+@dataclass
+class RunningProcess:
+    """A real process the test started, with the base URL it serves on (if any)."""
+
+    proc: subprocess.Popen[bytes]
+    base_url: str
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout)
+        return self.proc.returncode
+
+
+@contextmanager
+def run_process(
+    args: list[str], log_path: Path, base_url: str = "", ready_path: str | None = None,
+    timeout: float = 30.0, env: dict[str, str] | None = None,
+) -> Iterator[RunningProcess]:
+    """Start a process, wait until `base_url + ready_path` answers 200 (if given), stop it after."""
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            args, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+            env={**os.environ, **(env or {})},
+        )
+    running = RunningProcess(proc, base_url, log_path)
+    try:
+        if ready_path is not None:
+            def ready() -> bool:
+                if proc.poll() is not None:
+                    raise AssertionError(f"{args[0]} exited early:\n{running.log()}")
+                return http_get(base_url + ready_path, timeout=1.0)[0] == 200
+
+            try:
+                wait_until(ready, timeout=timeout, interval=0.1)
+            except AssertionError as err:
+                raise AssertionError(f"{err}\n--- log ---\n{running.log()}") from None
+        yield running
+    finally:
+        running.stop()
+
+
+@contextmanager
+def run_exporter(tmp_path: Path, *extra: str, port: int | None = None,
+                 env: dict[str, str] | None = None) -> Iterator[RunningProcess]:
+    """The real exporter as its own process (`python -m exporter`), ready on a free port."""
+    port = port or free_port()
+    args = [sys.executable, "-m", "exporter", "--host", "127.0.0.1", "--port", str(port), *extra]
+    with run_process(
+        args, tmp_path / f"exporter-{port}.log", f"http://127.0.0.1:{port}", "/readyz", env=env
+    ) as running:
+        yield running
