@@ -511,7 +511,8 @@ class ShopperStore:
             shopper.cart_open = True
             self._reach(shopper, _CART)
             out.append(self._event(ev.CART_ADD, shopper, at, items=diff))
-        elif diff < 0 and not ordered:
+        elif diff < 0 and not (ordered or shopper.last_order_at > before.at):
+            # Items that left the cart with an order since the last update were bought, not removed.
             self.counters.cart_items_removed += -diff
             out.append(self._event(ev.CART_REMOVE, shopper, at, items=-diff))
         if update.items_in_cart == 0:

@@ -1,0 +1,196 @@
+"""The wire model: the brief's structure, validation rules, and every accepted body shape."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from exporter.model import (
+    BodyError,
+    ShopperUpdate,
+    decode,
+    parse_json,
+    validate_event,
+    validate_update,
+)
+
+
+def brief_example() -> dict[str, Any]:
+    """The record from the brief's "Push your data" step, as a producer would send it."""
+    now = datetime.now(UTC).isoformat()
+    return {
+        "userId": "shopper_123",
+        "userName": "Sarah Johnson",
+        "email": "sarah@email.com",
+        "company": "San Francisco, CA",  # Location
+        "timestamp": now,
+        "sessionDuration": 15,  # minutes
+        "pageViews": 28,
+        "clickCount": 87,
+        "scrollDepth": 65,
+        "featuresUsed": ["Browsing", "Cart", "Checkout"],
+        "activeFeature": "Cart",
+        "featureTime": {"Browsing": 8, "Cart": 5, "Checkout": 2},
+        "eventsTriggered": 18,
+        # E-commerce specific fields
+        "cartValue": 127.50,
+        "itemsInCart": 12,
+        "productsViewed": 35,
+        "searchesPerformed": 4,
+        "couponsApplied": 1,
+        "membershipType": "Premium",
+        "deliveryWindow": "Today",
+        "queriesRun": 4,
+        "reportsCreated": 0,
+        "dashboardsViewed": 0,
+        "isActive": True,
+        "lastAction": "Added item to cart",
+        "lastActionTime": now,
+    }
+
+
+class TestShopperUpdate:
+    def test_brief_example_is_accepted(self) -> None:
+        """The brief's example record validates with every field carried over."""
+        update = validate_update(brief_example())
+        assert isinstance(update, ShopperUpdate)
+        assert update.user_id == "shopper_123"
+        assert update.company == "San Francisco, CA"
+        assert update.cart_value == 127.5
+        assert update.items_in_cart == 12
+        assert update.feature_time == {"Browsing": 8, "Cart": 5, "Checkout": 2}
+        assert update.features_used == ["Browsing", "Cart", "Checkout"]
+
+    def test_email_is_dropped(self) -> None:
+        """The email is accepted on the wire but never kept."""
+        update = validate_update(brief_example())
+        assert isinstance(update, ShopperUpdate)
+        assert "sarah@email.com" not in repr(update.model_dump())
+
+    def test_minimum_required_fields(self) -> None:
+        """userId, userName, timestamp and isActive are enough."""
+        update = validate_update(
+            {"userId": "a", "userName": "A", "timestamp": "2026-01-01T10:00:00Z", "isActive": False}
+        )
+        assert isinstance(update, ShopperUpdate)
+        assert update.items_in_cart == 0
+
+    def test_naive_timestamp_means_utc(self) -> None:
+        """A timestamp without an offset is read as UTC."""
+        update = validate_update(
+            {"userId": "a", "userName": "A", "timestamp": "2026-01-01T10:00:00", "isActive": True}
+        )
+        assert isinstance(update, ShopperUpdate)
+        assert update.timestamp == datetime(2026, 1, 1, 10, tzinfo=UTC)
+
+    @pytest.mark.parametrize("missing", ["userId", "userName", "timestamp", "isActive"])
+    def test_each_required_field_is_named_when_missing(self, missing: str) -> None:
+        """A missing required field is reported by its wire name."""
+        record = brief_example()
+        del record[missing]
+        errors = validate_update(record)
+        assert isinstance(errors, tuple)
+        assert [e.field for e in errors] == [missing]
+        assert "required" in errors[0].message.lower()
+
+    @pytest.mark.parametrize(
+        ("field", "value", "reason"),
+        [
+            ("pageViews", -1, "greater than or equal to 0"),
+            ("itemsInCart", -3, "greater than or equal to 0"),
+            ("scrollDepth", 150, "less than or equal to 100"),
+            ("cartValue", -0.01, "greater than or equal to 0"),
+            ("cartValue", math.nan, "finite"),
+            ("cartValue", math.inf, "finite"),
+            ("sessionDuration", math.inf, "finite"),
+            ("pageViews", "lots", "integer"),
+            ("pageViews", 2.5, "integer"),
+            ("isActive", "yes", "boolean"),
+            ("timestamp", "yesterday", "ISO 8601"),
+            ("timestamp", 1700000000, "ISO 8601"),
+            ("userName", "x" * 1_000_000, "at most 200"),
+            ("userId", "", "at least 1"),
+            ("featuresUsed", ["Cart"] * 51, "at most 50"),
+            ("activeFeature", "y" * 65, "at most 64"),
+        ],
+    )
+    def test_bad_values_name_the_field_and_reason(
+        self, field: str, value: Any, reason: str
+    ) -> None:
+        """Each rule refuses a bad value with the field's name and why."""
+        record = brief_example()
+        record[field] = value
+        errors = validate_update(record)
+        assert isinstance(errors, tuple), f"{field}={value!r} was accepted"
+        assert errors[0].field == field
+        assert reason.lower() in errors[0].message.lower()
+
+    def test_unknown_fields_are_ignored(self) -> None:
+        """Fields the model does not know are accepted and dropped (forward compatible)."""
+        record = brief_example() | {"favouriteAisle": "snacks"}
+        update = validate_update(record)
+        assert isinstance(update, ShopperUpdate)
+        assert "snacks" not in repr(update.model_dump())
+
+    def test_nested_field_errors_are_located(self) -> None:
+        """An error inside featureTime names the key."""
+        errors = validate_update(brief_example() | {"featureTime": {"Cart": -1}})
+        assert isinstance(errors, tuple)
+        assert errors[0].field == "featureTime.Cart"
+
+    def test_non_object_record(self) -> None:
+        """A record that is not an object is refused as a whole."""
+        errors = validate_update([1, 2])
+        assert isinstance(errors, tuple)
+        assert errors[0].message == "must be a JSON object"
+
+
+class TestEvents:
+    def test_explicit_order_event(self) -> None:
+        """An order_completed event with its properties validates."""
+        event = validate_event(
+            {
+                "type": "order_completed",
+                "userId": "s1",
+                "timestamp": "2026-01-01T10:00:00Z",
+                "orderValue": 42.5,
+                "items": 3,
+            }
+        )
+        assert not isinstance(event, tuple)
+        assert event.order_value == 42.5
+
+    def test_event_type_is_checked(self) -> None:
+        """An event type must be a word, not free text."""
+        errors = validate_event({"type": "<script>", "userId": "s1", "timestamp": "2026-01-01"})
+        assert isinstance(errors, tuple)
+        assert errors[0].field == "type"
+
+
+class TestDecoding:
+    def test_shapes(self) -> None:
+        """Object, array, envelope and both WebSocket forms split into updates and events."""
+        one = {"userId": "a"}
+        assert len(decode(one).metrics) == 1
+        assert len(decode([one, one]).metrics) == 2
+        env = decode({"metrics": [one], "events": [one, one]})
+        assert (len(env.metrics), len(env.events)) == (1, 2)
+        assert len(decode({"type": "user_metric", "metric": one}).metrics) == 1
+        assert len(decode({"type": "event", "event": one}).events) == 1
+        assert len(decode([one], "event").events) == 1
+
+    def test_wrong_top_level(self) -> None:
+        """A scalar body, or an envelope whose parts are not arrays, is refused."""
+        with pytest.raises(BodyError):
+            decode(42)
+        with pytest.raises(BodyError):
+            decode({"metrics": {"userId": "a"}})
+
+    def test_parse_json(self) -> None:
+        """Not-JSON is a BodyError; NaN parses so that validation can name its field."""
+        with pytest.raises(BodyError, match="not valid JSON"):
+            parse_json(b"{nope")
+        assert math.isnan(parse_json(b'{"cartValue": NaN}')["cartValue"])
