@@ -1,4 +1,4 @@
-"""Helpers the test suite shares: free ports, real processes, waiting on effects, required binaries."""
+"""Shared test helpers: free ports, real processes, waiting on effects, required binaries."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ import urllib.request
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,7 +32,7 @@ def free_port() -> int:
 
 
 def require_binary(name: str) -> str:
-    """Path of a real component the test needs; under CI its absence fails the test, never skips it."""
+    """Path of a real component the test needs; under CI its absence fails, never skips."""
     path = shutil.which(name)
     if path is None:
         message = f"{name} is not installed (the README's test command installs it)"
@@ -40,8 +42,10 @@ def require_binary(name: str) -> str:
     return path
 
 
-def wait_until(check: Callable[[], object], timeout: float = 10.0, interval: float = 0.05) -> object:
-    """Poll `check` until it returns something truthy; fail with its last value after `timeout` s."""
+def wait_until(
+    check: Callable[[], object], timeout: float = 10.0, interval: float = 0.05
+) -> object:
+    """Poll `check` until it returns something truthy; fail with its last value at `timeout`."""
     deadline = time.monotonic() + timeout
     last: object = None
     while time.monotonic() < deadline:
@@ -105,18 +109,26 @@ class RunningProcess:
 
 @contextmanager
 def run_process(
-    args: list[str], log_path: Path, base_url: str = "", ready_path: str | None = None,
-    timeout: float = 30.0, env: dict[str, str] | None = None,
+    args: list[str],
+    log_path: Path,
+    base_url: str = "",
+    ready_path: str | None = None,
+    timeout: float = 30.0,
+    env: dict[str, str] | None = None,
 ) -> Iterator[RunningProcess]:
     """Start a process, wait until `base_url + ready_path` answers 200 (if given), stop it after."""
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            args, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+            args,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
             env={**os.environ, **(env or {})},
         )
     running = RunningProcess(proc, base_url, log_path)
     try:
         if ready_path is not None:
+
             def ready() -> bool:
                 if proc.poll() is not None:
                     raise AssertionError(f"{args[0]} exited early:\n{running.log()}")
@@ -132,8 +144,9 @@ def run_process(
 
 
 @contextmanager
-def run_exporter(tmp_path: Path, *extra: str, port: int | None = None,
-                 env: dict[str, str] | None = None) -> Iterator[RunningProcess]:
+def run_exporter(
+    tmp_path: Path, *extra: str, port: int | None = None, env: dict[str, str] | None = None
+) -> Iterator[RunningProcess]:
     """The real exporter as its own process (`python -m exporter`), ready on a free port."""
     port = port or free_port()
     args = [sys.executable, "-m", "exporter", "--host", "127.0.0.1", "--port", str(port), *extra]
@@ -141,3 +154,55 @@ def run_exporter(tmp_path: Path, *extra: str, port: int | None = None,
         args, tmp_path / f"exporter-{port}.log", f"http://127.0.0.1:{port}", "/readyz", env=env
     ) as running:
         yield running
+
+
+def iso(moment: float | None = None) -> str:
+    """An ISO 8601 UTC timestamp (now, or `moment` seconds since the epoch)."""
+    when = datetime.now(UTC) if moment is None else datetime.fromtimestamp(moment, UTC)
+    return when.isoformat()
+
+
+def shopper(user_id: str = "shopper_1", **fields: Any) -> dict[str, Any]:
+    """A minimal valid update, with overrides."""
+    body: dict[str, Any] = {
+        "userId": user_id,
+        "userName": "Test Shopper",
+        "timestamp": iso(),
+        "isActive": True,
+    }
+    body.update(fields)
+    return body
+
+
+def brief_example() -> dict[str, Any]:
+    """The record from the brief's "Push your data" step, as a producer would send it."""
+    now = datetime.now(UTC).isoformat()
+    return {
+        "userId": "shopper_123",
+        "userName": "Sarah Johnson",
+        "email": "sarah@email.com",
+        "company": "San Francisco, CA",  # Location
+        "timestamp": now,
+        "sessionDuration": 15,  # minutes
+        "pageViews": 28,
+        "clickCount": 87,
+        "scrollDepth": 65,
+        "featuresUsed": ["Browsing", "Cart", "Checkout"],
+        "activeFeature": "Cart",
+        "featureTime": {"Browsing": 8, "Cart": 5, "Checkout": 2},
+        "eventsTriggered": 18,
+        # E-commerce specific fields
+        "cartValue": 127.50,
+        "itemsInCart": 12,
+        "productsViewed": 35,
+        "searchesPerformed": 4,
+        "couponsApplied": 1,
+        "membershipType": "Premium",
+        "deliveryWindow": "Today",
+        "queriesRun": 4,
+        "reportsCreated": 0,
+        "dashboardsViewed": 0,
+        "isActive": True,
+        "lastAction": "Added item to cart",
+        "lastActionTime": now,
+    }

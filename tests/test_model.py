@@ -17,39 +17,7 @@ from exporter.model import (
     validate_update,
 )
 
-
-def brief_example() -> dict[str, Any]:
-    """The record from the brief's "Push your data" step, as a producer would send it."""
-    now = datetime.now(UTC).isoformat()
-    return {
-        "userId": "shopper_123",
-        "userName": "Sarah Johnson",
-        "email": "sarah@email.com",
-        "company": "San Francisco, CA",  # Location
-        "timestamp": now,
-        "sessionDuration": 15,  # minutes
-        "pageViews": 28,
-        "clickCount": 87,
-        "scrollDepth": 65,
-        "featuresUsed": ["Browsing", "Cart", "Checkout"],
-        "activeFeature": "Cart",
-        "featureTime": {"Browsing": 8, "Cart": 5, "Checkout": 2},
-        "eventsTriggered": 18,
-        # E-commerce specific fields
-        "cartValue": 127.50,
-        "itemsInCart": 12,
-        "productsViewed": 35,
-        "searchesPerformed": 4,
-        "couponsApplied": 1,
-        "membershipType": "Premium",
-        "deliveryWindow": "Today",
-        "queriesRun": 4,
-        "reportsCreated": 0,
-        "dashboardsViewed": 0,
-        "isActive": True,
-        "lastAction": "Added item to cart",
-        "lastActionTime": now,
-    }
+from support import brief_example
 
 
 class TestShopperUpdate:
