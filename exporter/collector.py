@@ -161,7 +161,7 @@ class ShopperCollector(Collector):
         yield _histogram(
             "shopper_session_duration_seconds", "Length of ended sessions.", c.session_duration
         )
-        yield _histogram("shopper_order_value_dollars", "Value of orders.", c.order_value_hist)
+        yield _histogram("shopper_order_dollars", "Orders by value.", c.order_value_hist)
 
     def _ingest(self) -> Iterator[Metric]:
         ing = self.ingestor
