@@ -16,16 +16,27 @@ from exporter.events import ShoppingEvent
 ERASED = "(erased)"
 
 
-@dataclass(frozen=True, slots=True)
 class LoggedEvent:
     """A shopping event as the log holds it: a unique increasing id and a nanosecond log time."""
 
-    id: int
-    ts_ns: int
-    """When the log received it (strictly increasing with `id`, so both orders agree)."""
-    event: ShoppingEvent
-    line: str
-    """The event as one JSON object: what SSE, WebSocket and Loki consumers read."""
+    __slots__ = ("_line", "event", "id", "ts_ns")
+
+    def __init__(self, event_id: int, ts_ns: int, event: ShoppingEvent) -> None:
+        self.id = event_id
+        self.ts_ns = ts_ns
+        """When the log received it (strictly increasing with `id`, so both orders agree)."""
+        self.event = event
+        self._line: str | None = None
+
+    @property
+    def line(self) -> str:
+        """The event as one JSON object: what SSE, WebSocket and Loki readers get.
+
+        Rendered on first use, so events nobody reads cost nothing to serialise.
+        """
+        if self._line is None:
+            self._line = render_line(self.event)
+        return self._line
 
 
 def render_line(event: ShoppingEvent) -> str:
@@ -69,7 +80,7 @@ class EventLog:
         """Log an event; the log time is now unless given, and never goes backwards."""
         now = time.time_ns() if ts_ns is None else ts_ns
         self._last_ns = max(now, self._last_ns + 1)
-        logged = LoggedEvent(self._next_id, self._last_ns, event, render_line(event))
+        logged = LoggedEvent(self._next_id, self._last_ns, event)
         self._ring[self._next_id % self.capacity] = logged
         self._next_id += 1
         return logged
@@ -88,7 +99,7 @@ class EventLog:
             if logged.event.user_id != user_id:
                 continue
             event = replace(logged.event, user_id=ERASED, user_name=ERASED)
-            self._ring[i % self.capacity] = replace(logged, event=event, line=render_line(event))
+            self._ring[i % self.capacity] = LoggedEvent(logged.id, logged.ts_ns, event)
             erased += 1
         return erased
 
@@ -141,21 +152,30 @@ class Subscription:
         self._hub = hub
         self._cursor = cursor
         self.max_backlog = max_backlog
-        self.dropped = 0
+        self._dropped = 0
         self.closed = False
 
     @property
     def backlog(self) -> int:
-        """Frames published but not yet read."""
-        return self._hub.published - self._cursor
+        """Frames published, not yet read and still readable (at most `max_backlog`)."""
+        return min(self._hub.published - self._cursor, self.max_backlog)
+
+    @property
+    def overflow(self) -> int:
+        """Frames already lost by a reader that is behind, though it has not read since."""
+        return max(0, self._hub.published - self._cursor - self.max_backlog)
+
+    @property
+    def dropped(self) -> int:
+        """Frames this reader lost; counted as they fall off, not when it reads again."""
+        return self._dropped + self.overflow
 
     def _catch_up(self) -> None:
-        behind = self._hub.published - self._cursor
-        if behind > self.max_backlog:
-            lost = behind - self.max_backlog
+        lost = self.overflow
+        if lost:
             self._cursor += lost
-            self.dropped += lost
-            self._hub.dropped_frames += lost
+            self._dropped += lost
+            self._hub._dropped += lost
 
     def pending(self) -> list[Frame]:
         """Frames waiting for this reader, without waiting; marks them read."""
@@ -175,7 +195,8 @@ class Subscription:
         return self.pending()
 
     def close(self) -> None:
-        """Stop reading; the hub forgets this reader."""
+        """Stop reading; the hub forgets this reader (what it had lost stays counted)."""
+        self._catch_up()
         self.closed = True
         self._hub._subscribers.discard(self)
 
@@ -191,7 +212,7 @@ class Hub:
         self.capacity = capacity
         self._ring: list[Frame | None] = [None] * capacity
         self.published = 0
-        self.dropped_frames = 0
+        self._dropped = 0
         self._subscribers: set[Subscription] = set()
         self._waiter: asyncio.Future[None] | None = None
 
@@ -199,6 +220,12 @@ class Hub:
     def subscribers(self) -> int:
         """How many readers are attached now."""
         return len(self._subscribers)
+
+    @property
+    def dropped_frames(self) -> int:
+        """Frames lost by readers that fell behind, including stalled readers that have not
+        read since (so a reader stuck on a dead connection shows up at once)."""
+        return self._dropped + sum(sub.overflow for sub in self._subscribers)
 
     def subscribe(self, max_backlog: int | None = None) -> Subscription:
         """A new reader that starts at the next frame published."""
@@ -227,6 +254,7 @@ class Hub:
     def close_all(self) -> None:
         """Wake every reader for the last time (shutdown)."""
         for sub in list(self._subscribers):
+            sub._catch_up()
             sub.closed = True
         self._subscribers.clear()
         if self._waiter is not None and not self._waiter.done():

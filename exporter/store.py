@@ -8,6 +8,7 @@ contribution out, put the new one in), so a scrape or a summary costs O(series),
 from __future__ import annotations
 
 import math
+import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -38,7 +39,6 @@ FUNNEL_STAGES: Final = ("browsing", "cart", "checkout", "order")
 _BROWSING, _CART, _CHECKOUT, _ORDER = 1, 2, 4, 8
 _STAGE_BITS: Final = dict(zip(FUNNEL_STAGES, (_BROWSING, _CART, _CHECKOUT, _ORDER), strict=True))
 CHECKOUT_ACTIVITY: Final = "checkout"
-DELIVERY_WORDS: Final = ("delivery", "deliver")
 
 
 class Histogram:
@@ -226,17 +226,8 @@ def _bump(table: dict[str, int], key: str, delta: int) -> None:
     table[key] = table.get(key, 0) + delta
 
 
-_CUMULATIVE: Final = (
-    ("page_views", "page_views"),
-    ("clicks", "click_count"),
-    ("products_viewed", "products_viewed"),
-    ("searches", "searches_performed"),
-    ("coupons", "coupons_applied"),
-    ("events_triggered", "events_triggered"),
-    ("queries_run", "queries_run"),
-    ("reports_created", "reports_created"),
-    ("dashboards_viewed", "dashboards_viewed"),
-)
+_ZERO = Shopper("")
+"""A shopper with every count at zero: the baseline of a new session."""
 
 
 class ShopperStore:
@@ -248,7 +239,8 @@ class ShopperStore:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.order_phrases = settings.order_phrases
+        # One regex instead of a loop over phrases: it runs on every update's lastAction.
+        self._order_phrase = re.compile("|".join(map(re.escape, settings.order_phrases)) or "(?!)")
         # Both orders are by last arrival, so expiry only ever looks at the front.
         self._shoppers: OrderedDict[str, Shopper] = OrderedDict()
         self._online: OrderedDict[str, Shopper] = OrderedDict()
@@ -448,38 +440,50 @@ class ShopperStore:
         values count in full. Returns whether a new session began, and the new product views,
         searches and coupons (for the events).
         """
-        new_time = {self.labels["activity"](k): v for k, v in update.feature_time.items()}
-        old_time = dict(shopper.feature_time)
+        u, old = update, shopper
+        activity = self.labels["activity"]
+        new_time = {activity(k): v for k, v in u.feature_time.items()} if u.feature_time else {}
+        old_time = dict(old.feature_time) if old.feature_time else {}
+        # Spelled out rather than looped over: this runs for every update.
         restarted = not first_sight and (
-            any(getattr(update, src) < getattr(shopper, dst) for dst, src in _CUMULATIVE)
+            u.page_views < old.page_views
+            or u.click_count < old.clicks
+            or u.products_viewed < old.products_viewed
+            or u.searches_performed < old.searches
+            or u.coupons_applied < old.coupons
+            or u.events_triggered < old.events_triggered
+            or u.queries_run < old.queries_run
             or any(new_time.get(k, 0.0) < v for k, v in old_time.items())
             or (
-                update.session_duration is not None
-                and update.session_duration * 60 < shopper.session_seconds - 1e-6
-                and shopper.session_started > 0
-                and not math.isclose(update.session_duration * 60, shopper.session_seconds)
+                u.session_duration is not None
+                and u.session_duration * 60 + 1e-6 < old.session_seconds
             )
         )
-        base = Shopper("") if restarted else shopper
-        c = self.counters
-        c.page_views += update.page_views - base.page_views
-        c.clicks += update.click_count - base.clicks
-        c.product_views += update.products_viewed - base.products_viewed
-        c.searches += update.searches_performed - base.searches
-        c.coupons_applied += update.coupons_applied - base.coupons
-        old_base = {} if restarted else old_time
-        for activity, minutes in new_time.items():
-            delta = minutes - old_base.get(activity, 0.0)
-            if delta > 0:
-                c.activity_seconds[activity] = c.activity_seconds.get(activity, 0.0) + delta * 60
+        base = _ZERO if restarted else old
         progress = (
-            update.products_viewed - base.products_viewed,
-            update.searches_performed - base.searches,
-            update.coupons_applied - base.coupons,
+            u.products_viewed - base.products_viewed,
+            u.searches_performed - base.searches,
+            u.coupons_applied - base.coupons,
         )
-        for dst, src in _CUMULATIVE:
-            setattr(shopper, dst, getattr(update, src))
-        shopper.feature_time = tuple(new_time.items())
+        c = self.counters
+        c.page_views += u.page_views - base.page_views
+        c.clicks += u.click_count - base.clicks
+        c.product_views += progress[0]
+        c.searches += progress[1]
+        c.coupons_applied += progress[2]
+        if new_time:
+            seconds = c.activity_seconds
+            old_base = {} if restarted else old_time
+            for name, minutes in new_time.items():
+                delta = minutes - old_base.get(name, 0.0)
+                if delta > 0:
+                    seconds[name] = seconds.get(name, 0.0) + delta * 60
+        old.page_views, old.clicks = u.page_views, u.click_count
+        old.products_viewed, old.searches = u.products_viewed, u.searches_performed
+        old.coupons, old.events_triggered = u.coupons_applied, u.events_triggered
+        old.queries_run, old.reports_created = u.queries_run, u.reports_created
+        old.dashboards_viewed = u.dashboards_viewed
+        old.feature_time = tuple(new_time.items())
         return restarted, progress
 
     def _follow_actions(
@@ -529,7 +533,7 @@ class ShopperStore:
             value = update.cart_value if update.cart_value > 0 else old_value
             self._count_order(shopper, value, at, shopper.received, None)
             out.append(self._event(ev.ORDER_COMPLETED, shopper, at, orderValue=round(value, 2)))
-        if action_changed and not ordered and any(w in action for w in DELIVERY_WORDS):
+        if action_changed and not ordered and "deliver" in action:
             out.append(
                 self._event(
                     ev.DELIVERY_SCHEDULED, shopper, at, deliveryWindow=shopper.delivery_window
@@ -544,7 +548,7 @@ class ShopperStore:
         action_changed: bool,
         previous_at: float,
     ) -> bool:
-        if not action or not any(p in action for p in self.order_phrases):
+        if not action or self._order_phrase.search(action) is None:
             return False
         if shopper.last_order_at > previous_at:
             return False  # an explicit order_completed arrived since the last update: same order
