@@ -1,0 +1,214 @@
+"""docker-compose.yml and the Dockerfile: valid, wired to the repo's config, healthchecked."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from support import ROOT, free_port, require_binary, run_exporter
+
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+DOCKERFILE = ROOT / "Dockerfile"
+SERVICES = {"exporter", "demo", "prometheus", "alertmanager", "grafana"}
+
+
+@cache
+def compose_config() -> dict[str, Any]:
+    """The file as Debian's docker-compose (v1.29) resolves it with `docker-compose config`."""
+    compose = require_binary("docker-compose")
+    result = subprocess.run(
+        [compose, "-f", str(COMPOSE_FILE), "config"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return dict(yaml.safe_load(result.stdout))
+
+
+def _service(name: str) -> dict[str, Any]:
+    return dict(compose_config()["services"][name])
+
+
+def _mounts(name: str) -> dict[str, tuple[str, str]]:
+    """Container path → (source, mode) of a service's volumes."""
+    mounts = {}
+    for volume in _service(name).get("volumes", []):
+        source, target, mode = volume.split(":")
+        mounts[target] = (source, mode)
+    return mounts
+
+
+def _dockerfile_instructions() -> list[tuple[str, str]]:
+    text = DOCKERFILE.read_text().replace("\\\n", " ")
+    return [
+        (line.split(None, 1)[0].upper(), line.split(None, 1)[1].strip())
+        for line in text.splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+
+
+def test_compose_file_is_valid_with_the_expected_services() -> None:
+    """docker-compose config accepts the file and finds the five services."""
+    assert set(compose_config()["services"]) == SERVICES
+
+
+def test_exporter_and_demo_share_the_built_image() -> None:
+    """The exporter is built from the repo; the demo runs the same image's demo command."""
+    exporter, demo = _service("exporter"), _service("demo")
+    assert Path(exporter["build"]["context"]) == ROOT
+    assert demo["image"] == exporter["image"]
+    assert demo["command"] == [
+        "shopper-exporter",
+        "demo",
+        "--url",
+        "http://exporter:9462",
+        "--shoppers",
+        "40",
+    ]
+    assert demo["depends_on"]["exporter"]["condition"] == "service_healthy"
+    assert {"published": 9462, "target": 9462} in [
+        {k: v for k, v in port.items() if k in {"published", "target"}}
+        for port in exporter["ports"]
+    ]
+
+
+def test_third_party_images_are_pinned() -> None:
+    """Prometheus, Alertmanager and Grafana images carry an explicit version tag."""
+    for name, repo in (
+        ("prometheus", "prom/prometheus"),
+        ("alertmanager", "prom/alertmanager"),
+        ("grafana", "grafana/grafana"),
+    ):
+        image, _, tag = _service(name)["image"].partition(":")
+        assert image == repo
+        assert re.fullmatch(r"v?\d+\.\d+\.\d+", tag), _service(name)["image"]
+
+
+def test_every_service_has_a_healthcheck() -> None:
+    """Each service defines a healthcheck command."""
+    for name in SERVICES:
+        check = _service(name)["healthcheck"]
+        assert check["test"][0] == "CMD", name
+        assert len(check["test"]) > 1, name
+
+
+def test_prometheus_mounts_the_repo_config_and_rules_read_only() -> None:
+    """Prometheus runs with prometheus.yml and rules/ from the repo, mounted read-only."""
+    mounts = _mounts("prometheus")
+    assert mounts["/etc/prometheus/prometheus.yml"] == (
+        str(ROOT / "prometheus" / "prometheus.yml"),
+        "ro",
+    )
+    assert mounts["/etc/prometheus/rules"] == (str(ROOT / "prometheus" / "rules"), "ro")
+    assert "--config.file=/etc/prometheus/prometheus.yml" in _service("prometheus")["command"]
+    # prometheus.yml loads rules/*.yml relative to itself, i.e. the mounted directory.
+    config = yaml.safe_load((ROOT / "prometheus" / "prometheus.yml").read_text())
+    assert config["rule_files"] == ["rules/*.yml"]
+
+
+def test_prometheus_targets_are_compose_services() -> None:
+    """The scrape target and the Alertmanager address are the compose services' ports."""
+    config = yaml.safe_load((ROOT / "prometheus" / "prometheus.yml").read_text())
+    targets = [
+        target
+        for job in config["scrape_configs"]
+        for static in job["static_configs"]
+        for target in static["targets"]
+    ]
+    targets += [
+        target
+        for manager in config["alerting"]["alertmanagers"]
+        for static in manager["static_configs"]
+        for target in static["targets"]
+    ]
+    assert targets == ["exporter:9462", "alertmanager:9093"]
+    for target in targets:
+        assert target.split(":")[0] in SERVICES
+
+
+def test_alertmanager_mounts_its_config() -> None:
+    """Alertmanager reads prometheus/alertmanager.yml, mounted read-only."""
+    mounts = _mounts("alertmanager")
+    assert mounts["/etc/alertmanager/alertmanager.yml"] == (
+        str(ROOT / "prometheus" / "alertmanager.yml"),
+        "ro",
+    )
+
+
+def test_grafana_provisioning_dashboards_and_anonymous_access() -> None:
+    """Grafana mounts its config read-only and opens the product dashboard to anonymous viewers."""
+    grafana = _service("grafana")
+    mounts = _mounts("grafana")
+    assert mounts["/etc/grafana/provisioning"] == (str(ROOT / "grafana" / "provisioning"), "ro")
+    assert mounts["/etc/grafana/dashboards"] == (str(ROOT / "grafana" / "dashboards"), "ro")
+    env = grafana["environment"]
+    assert env["GF_AUTH_ANONYMOUS_ENABLED"] == "true"
+    assert env["GF_AUTH_ANONYMOUS_ORG_ROLE"] == "Viewer"
+    home = Path(env["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"])
+    assert home.parent == Path("/etc/grafana/dashboards")
+    assert json.loads((ROOT / "grafana" / "dashboards" / home.name).read_text())["uid"] == (
+        "live-shopper-metrics"
+    )
+    providers = yaml.safe_load(
+        (ROOT / "grafana" / "provisioning" / "dashboards" / "dashboards.yml").read_text()
+    )["providers"]
+    assert [p["options"]["path"] for p in providers] == ["/etc/grafana/dashboards"]
+
+
+def test_grafana_datasources_point_at_compose_services() -> None:
+    """The provisioned datasource URLs name the prometheus and exporter services."""
+    sources = yaml.safe_load(
+        (ROOT / "grafana" / "provisioning" / "datasources" / "datasources.yml").read_text()
+    )["datasources"]
+    for source in sources:
+        host = re.fullmatch(r"http://([a-z]+):\d+", source["url"])
+        assert host is not None
+        assert host.group(1) in SERVICES
+
+
+def test_dockerfile_builds_a_non_root_exporter_image() -> None:
+    """python:3.11-slim, pip install ., a non-root user, port 9462 and the exporter command."""
+    instructions = _dockerfile_instructions()
+    values = {kind: [v for k, v in instructions if k == kind] for kind, _ in instructions}
+    assert values["FROM"] == ["python:3.11-slim"]
+    assert any("pip install ." in run for run in values["RUN"])
+    assert values["USER"][-1] not in {"root", "0"}
+    assert values["EXPOSE"] == ["9462"]
+    assert json.loads(values["CMD"][-1]) == ["shopper-exporter", "--host", "0.0.0.0"]
+    for copied in ("pyproject.toml", "README.md", "exporter"):
+        assert (ROOT / copied).exists()
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    for path in (".venv", ".git", "tests"):
+        assert path in ignored
+
+
+def _healthcheck_command() -> list[str]:
+    healthcheck = next(v for k, v in _dockerfile_instructions() if k == "HEALTHCHECK")
+    return list(json.loads(healthcheck.split("CMD", 1)[1]))
+
+
+@pytest.mark.integration
+def test_dockerfile_healthcheck_probes_healthz(tmp_path: Path) -> None:
+    """The image's HEALTHCHECK command succeeds against a running exporter and fails without one."""
+    command = _healthcheck_command()
+    assert command[0] == "python"
+    assert "/healthz" in command[-1]
+    argv = [sys.executable, *command[1:]]
+    port = free_port()
+    env = {**os.environ, "SHOPPER_PORT": str(port)}
+    with run_exporter(tmp_path, port=port):
+        healthy = subprocess.run(argv, env=env, capture_output=True, timeout=10)
+        assert healthy.returncode == 0, healthy.stderr
+    down = subprocess.run(argv, env=env, capture_output=True, timeout=10)
+    assert down.returncode != 0
