@@ -287,3 +287,13 @@ async def test_demo_start_and_stop(client: Client) -> None:
     resp = await client.post("/api/demo/stop")
     assert (await resp.json())["running"] is False
     assert store.aggregates.active == 0
+
+
+async def test_openapi_describes_the_api(client: Client) -> None:
+    """The OpenAPI document names every ingest path and the wire model's required fields."""
+    doc = await (await client.get("/api/openapi.json")).json()
+    assert doc["openapi"].startswith("3.")
+    assert {"/api/metrics", "/api/events", "/api/shoppers", "/api/summary"} <= set(doc["paths"])
+    update = doc["components"]["schemas"]["ShopperUpdate"]
+    assert set(update["required"]) == {"userId", "userName", "timestamp", "isActive"}
+    assert "email" not in update["properties"]

@@ -1,0 +1,155 @@
+"""GET /api/openapi.json: the HTTP API described in OpenAPI 3.1, payloads from the wire models."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from aiohttp import web
+
+from exporter import __version__
+from exporter.api.replies import json_reply
+from exporter.model import ShopperEventIn, ShopperUpdate
+
+_JSON = "application/json"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _body(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"required": True, "content": {_JSON: {"schema": schema}}}
+
+
+def _reply(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    if schema is None:
+        return {"description": description}
+    return {"description": description, "content": {_JSON: {"schema": schema}}}
+
+
+def _ingest(summary: str, item: str) -> dict[str, Any]:
+    one_of = {
+        "oneOf": [
+            _ref(item),
+            {"type": "array", "items": _ref(item)},
+            _ref("Envelope"),
+        ]
+    }
+    return {
+        "post": {
+            "summary": summary,
+            "requestBody": _body(one_of),
+            "responses": {
+                "200": _reply("Applied; refused records listed by index and field", _ref("Report")),
+                "400": _reply("Not JSON", _ref("Error")),
+                "413": _reply("Body or batch over the limit", _ref("Error")),
+                "422": _reply("Every record refused", _ref("Report")),
+            },
+        }
+    }
+
+
+def _path_user() -> dict[str, Any]:
+    return {"name": "user_id", "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+@cache
+def document() -> dict[str, Any]:
+    """The OpenAPI document (built once)."""
+    schemas: dict[str, Any] = {
+        "ShopperUpdate": ShopperUpdate.model_json_schema(by_alias=True),
+        "ShopperEvent": ShopperEventIn.model_json_schema(by_alias=True),
+        "Envelope": {
+            "type": "object",
+            "properties": {
+                "metrics": {"type": "array", "items": _ref("ShopperUpdate")},
+                "events": {"type": "array", "items": _ref("ShopperEvent")},
+            },
+        },
+        "FieldError": {
+            "type": "object",
+            "required": ["field", "message"],
+            "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
+        },
+        "Report": {
+            "type": "object",
+            "required": ["accepted", "ignored", "rejected"],
+            "properties": {
+                "accepted": {"type": "integer"},
+                "ignored": {"type": "integer"},
+                "rejected": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "index": {"type": "integer"},
+                            "kind": {"type": "string", "enum": ["metric", "event"]},
+                            "errors": {"type": "array", "items": _ref("FieldError")},
+                        },
+                    },
+                },
+            },
+        },
+        "Error": {
+            "type": "object",
+            "required": ["error", "message"],
+            "properties": {"error": {"type": "string"}, "message": {"type": "string"}},
+        },
+    }
+    limit = {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1}}
+    online = {"name": "online", "in": "query", "schema": {"type": "boolean"}}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Live Shopper Metrics", "version": __version__},
+        "paths": {
+            "/api/metrics": _ingest("Push shopper updates", "ShopperUpdate"),
+            "/api/events": _ingest("Push explicit shopping events", "ShopperEvent"),
+            "/api/shoppers": {
+                "get": {
+                    "summary": "Current shoppers, newest update first",
+                    "parameters": [online, limit],
+                    "responses": {"200": _reply("Shoppers"), "400": _reply("Bad parameter")},
+                }
+            },
+            "/api/shoppers/{user_id}": {
+                "get": {
+                    "summary": "One shopper",
+                    "parameters": [_path_user()],
+                    "responses": {"200": _reply("The shopper"), "404": _reply("Unknown")},
+                },
+                "delete": {
+                    "summary": "Erase a shopper",
+                    "parameters": [_path_user()],
+                    "responses": {"204": _reply("Erased"), "404": _reply("Unknown")},
+                },
+            },
+            "/api/shoppers/{user_id}/events": {
+                "get": {
+                    "summary": "A shopper's recent events, newest first",
+                    "parameters": [_path_user(), limit],
+                    "responses": {"200": _reply("Events"), "400": _reply("Bad parameter")},
+                }
+            },
+            "/api/summary": {
+                "get": {"summary": "Key metrics", "responses": {"200": _reply("Summary")}}
+            },
+            "/healthz": {"get": {"summary": "Liveness", "responses": {"200": _reply("Alive")}}},
+            "/readyz": {
+                "get": {
+                    "summary": "Readiness",
+                    "responses": {"200": _reply("Ready"), "503": _reply("Starting")},
+                }
+            },
+        },
+        "components": {"schemas": schemas},
+    }
+
+
+async def handle_openapi(request: web.Request) -> web.Response:
+    """The OpenAPI document."""
+    return json_reply(document())
+
+
+def setup_openapi(app: web.Application) -> None:
+    app.router.add_get("/api/openapi.json", handle_openapi)
