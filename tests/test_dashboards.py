@@ -73,6 +73,13 @@ def loki_targets() -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
     return [t for t in dashboard_targets() if t[2]["datasource"]["type"] == "loki"]
 
 
+def shopper_table_fields() -> list[str]:
+    """The ShopperView fields the Shoppers table keeps from the labels `| json` extracts."""
+    table = next(p for p in all_panels(load_dashboard(LIVE)) if p["title"] == "Shoppers")
+    keep = next(t for t in table["transformations"] if t["id"] == "filterFieldsByName")
+    return list(keep["options"]["include"]["names"])
+
+
 @cache
 def _schema(name: str) -> dict[str, Any]:
     path = SCHEMA_DIR / f"{name}.jsonschema.json"
