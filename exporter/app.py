@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 from aiohttp import WSCloseCode, web
 from prometheus_client.aiohttp import make_aiohttp_handler
 
+from exporter import snapshot
 from exporter.api.demo import setup_demo
 from exporter.api.ingest import setup_ingest
+from exporter.api.openapi import setup_openapi
 from exporter.api.pages import setup_pages
 from exporter.api.shoppers import setup_shoppers
 from exporter.collector import ShopperCollector, build_registry
@@ -37,11 +41,13 @@ log = logging.getLogger(__name__)
 
 
 async def _every(interval: float, job: Callable[[], object], name: str) -> None:
-    """Run `job` every `interval` seconds; a failing run is logged, never fatal."""
+    """Run `job` (plain or async) every `interval` seconds; a failing run is logged, never fatal."""
     while True:
         await asyncio.sleep(interval)
         try:
-            job()
+            result = job()
+            if inspect.isawaitable(result):
+                await result
         except Exception:
             log.exception("%s failed; continuing", name)
 
@@ -66,6 +72,28 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
             await task
 
 
+async def _snapshots(app: web.Application) -> AsyncIterator[None]:
+    """Save the state every snapshot interval and once more on the way out."""
+    settings, ingestor = app[SETTINGS], app[INGESTOR]
+    if settings.state_file is None:
+        yield
+        return
+    path = Path(settings.state_file)
+    loop = asyncio.get_running_loop()
+
+    async def save() -> None:
+        # Captured on the loop (consistent), encoded and written off it.
+        await loop.run_in_executor(None, snapshot.save, path, snapshot.capture(ingestor))
+
+    task = asyncio.create_task(_every(settings.snapshot_interval, save, "snapshot"))
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    await save()
+    log.info("state saved to %s", path)
+
+
 async def _close_streams(app: web.Application) -> None:
     """Wake every live reader so streams end (WebSockets close with GOING_AWAY)."""
     app[HUB].close_all()
@@ -78,11 +106,16 @@ async def _close_streams(app: web.Application) -> None:
 def create_app(settings: Settings) -> web.Application:
     """The whole service for one set of settings."""
     app = web.Application(client_max_size=settings.max_body_bytes)
-    store = ShopperStore(settings)
-    event_log = EventLog(settings.event_log_size)
     hub = Hub(max(4096, settings.stream_backlog))
     status = ServiceStatus()
-    ingestor = Ingestor(settings, store, event_log, hub)
+
+    def fresh() -> Ingestor:
+        return Ingestor(settings, ShopperStore(settings), EventLog(settings.event_log_size), hub)
+
+    ingestor = (
+        fresh() if settings.state_file is None else snapshot.load(Path(settings.state_file), fresh)
+    )
+    store, event_log = ingestor.store, ingestor.log
     app[SETTINGS] = settings
     app[STORE] = store
     app[EVENT_LOG] = event_log
@@ -99,7 +132,9 @@ def create_app(settings: Settings) -> web.Application:
     setup_ingest(app)
     setup_shoppers(app)
     setup_demo(app)
+    setup_openapi(app)
     app.router.add_get("/metrics", make_aiohttp_handler(app[REGISTRY]))
+    app.cleanup_ctx.append(_snapshots)
     app.cleanup_ctx.append(_background)
     app.on_shutdown.append(_close_streams)
     return app

@@ -185,6 +185,19 @@ def _service_parser() -> _Parser:
         help="Forward the event log to a Grafana Loki push endpoint (…/loki/api/v1/push)",
     )
     p.option(
+        "--state-file",
+        dest="state_file",
+        help="Keep the state (shoppers, counters, events) in this file across restarts",
+    )
+    p.option(
+        "--snapshot-interval",
+        dest="snapshot_interval",
+        convert=float,
+        type=float,
+        default=30.0,
+        help="Seconds between snapshots to --state-file (one more is written on shutdown)",
+    )
+    p.option(
         "--log-level",
         dest="log_level",
         default="info",
@@ -221,6 +234,8 @@ def settings_from_args(argv: Sequence[str]) -> Settings:
             reconnect_delay=args.reconnect_delay,
             reconnect_max_delay=args.reconnect_max_delay,
             loki_push_url=args.loki_push_url,
+            state_file=args.state_file,
+            snapshot_interval=args.snapshot_interval,
             log_level=args.log_level,
         )
     except ValueError as err:

@@ -62,6 +62,8 @@ class EventLog:
         self._ring: list[LoggedEvent | None] = [None] * capacity
         self._next_id = 1
         self._last_ns = 0
+        self._floor = 1
+        """Lowest id ever held since start (above 1 after a restore from a snapshot)."""
 
     def __len__(self) -> int:
         return min(self._next_id - 1, self.capacity)
@@ -74,7 +76,7 @@ class EventLog:
     @property
     def first_id(self) -> int:
         """Id of the oldest event still held (last_id + 1 when empty)."""
-        return max(1, self._next_id - self.capacity)
+        return max(self._floor, self._next_id - self.capacity)
 
     def append(self, event: ShoppingEvent, ts_ns: int | None = None) -> LoggedEvent:
         """Log an event; the log time is now unless given, and never goes backwards."""
@@ -102,6 +104,34 @@ class EventLog:
             self._ring[i % self.capacity] = LoggedEvent(logged.id, logged.ts_ns, event)
             erased += 1
         return erased
+
+    def export_state(self) -> dict[str, Any]:
+        """The held events as plain data, for snapshots."""
+        rows = [
+            [
+                e.id,
+                e.ts_ns,
+                e.event.type,
+                e.event.user_id,
+                e.event.user_name,
+                e.event.at,
+                e.event.props,
+            ]
+            for e in self.after(0)
+        ]
+        return {"nextId": self._next_id, "lastNs": self._last_ns, "events": rows}
+
+    def import_state(self, state: dict[str, Any]) -> None:
+        """Load exported events into this (empty) log; ids and times carry on from them."""
+        rows = state["events"][-self.capacity :]
+        self._next_id = int(state["nextId"])
+        self._last_ns = int(state["lastNs"])
+        self._floor = int(rows[0][0]) if rows else self._next_id
+        for event_id, ts_ns, kind, user_id, user_name, at, props in rows:
+            event = ShoppingEvent(kind, user_id, user_name, float(at), dict(props))
+            self._ring[int(event_id) % self.capacity] = LoggedEvent(
+                int(event_id), int(ts_ns), event
+            )
 
     def _at(self, event_id: int) -> LoggedEvent:
         logged = self._ring[event_id % self.capacity]

@@ -48,6 +48,9 @@ class Settings:
     reconnect_delay: float = 5.0
     reconnect_max_delay: float = 60.0
     loki_push_url: str | None = None
+    state_file: str | None = None
+    """Where to keep snapshots of the state across restarts; None = memory only."""
+    snapshot_interval: float = 30.0
     log_level: str = "info"
 
     def __post_init__(self) -> None:
@@ -66,6 +69,7 @@ class Settings:
             "poll_interval": self.poll_interval > 0,
             "reconnect_delay": self.reconnect_delay > 0,
             "reconnect_max_delay": self.reconnect_max_delay >= self.reconnect_delay,
+            "snapshot_interval": self.snapshot_interval > 0,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:

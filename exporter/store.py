@@ -59,6 +59,15 @@ class Histogram:
         self.count += 1
         self.total += value
 
+    def state(self) -> list[Any]:
+        """[counts, count, total], for snapshots."""
+        return [list(self.counts), self.count, self.total]
+
+    def restore(self, state: list[Any]) -> None:
+        counts, self.count, self.total = state
+        if len(counts) == len(self.bounds):
+            self.counts = [int(n) for n in counts]
+
     def buckets(self) -> list[tuple[str, int]]:
         """(le, cumulative count) pairs ending with +Inf."""
         pairs = [(_le(b), c) for b, c in zip(self.bounds, self.counts, strict=True)]
@@ -86,6 +95,16 @@ class Recent:
         if self._stamps[i] != tick:
             self._stamps[i], self._slots[i] = tick, 0.0
         self._slots[i] += amount
+
+    def state(self) -> list[list[float]]:
+        """[values, stamps], for snapshots."""
+        return [list(self._slots), [float(t) for t in self._stamps]]
+
+    def restore(self, state: list[list[float]]) -> None:
+        values, stamps = state
+        if len(values) == len(self._slots) == len(stamps):
+            self._slots = [float(v) for v in values]
+            self._stamps = [int(t) for t in stamps]
 
     def total(self, now: float) -> float:
         oldest = int(now // self.width) - len(self._slots) + 1
@@ -413,6 +432,82 @@ class ShopperStore:
             self.erase(shopper.user_id)
         self._count(out, now)
         return out
+
+    # ----- snapshots ------------------------------------------------------------------------
+
+    def export_state(self) -> dict[str, Any]:
+        """Everything needed to carry on after a restart, as plain JSON-able data."""
+        fields = Shopper.__slots__
+        rows = []
+        for shopper in self._shoppers.values():
+            row = [getattr(shopper, f) for f in fields]
+            rows.append(row)
+        c = self.counters
+        return {
+            "fields": list(fields),
+            "shoppers": rows,
+            "counters": {
+                name: getattr(c, name)
+                for name in c.__dataclass_fields__
+                if name not in ("session_duration", "order_value_hist")
+            },
+            "histograms": {
+                "session_duration": c.session_duration.state(),
+                "order_value": c.order_value_hist.state(),
+            },
+            "recent": {
+                "orders": self.orders_recent.state(),
+                "order_value": self.order_value_recent.state(),
+                "abandonments": self.abandonments_recent.state(),
+                "events": self.events_recent.state(),
+            },
+            "labels": {name: cap.values() for name, cap in self.labels.items()},
+            "overflow": {name: cap.overflow for name, cap in self.labels.items()},
+            "lastUpdate": self.last_update,
+        }
+
+    def import_state(self, state: dict[str, Any]) -> None:
+        """Replace this (empty) store's contents with an exported state."""
+        for name, values in state.get("labels", {}).items():
+            cap = self.labels.get(name)
+            if cap is not None:
+                for value in values:
+                    cap(value)
+                cap.overflow = int(state.get("overflow", {}).get(name, 0))
+        fields = state["fields"]
+        for row in state["shoppers"]:
+            shopper = Shopper("")
+            for name, value in zip(fields, row, strict=True):
+                if name in Shopper.__slots__:
+                    setattr(shopper, name, value)
+            shopper.features_used = tuple(shopper.features_used)
+            shopper.feature_time = tuple((k, v) for k, v in shopper.feature_time)
+            if shopper.last_order_at is None:  # JSON has no -inf
+                shopper.last_order_at = -math.inf
+            self._shoppers[shopper.user_id] = shopper
+            if shopper.online:
+                self._online[shopper.user_id] = shopper
+                self._deposit(shopper)
+        c = self.counters
+        for name, value in state.get("counters", {}).items():
+            if hasattr(c, name):
+                setattr(c, name, value)
+        c.funnel = {stage: int(c.funnel.get(stage, 0)) for stage in FUNNEL_STAGES}
+        hist = state.get("histograms", {})
+        if "session_duration" in hist:
+            c.session_duration.restore(hist["session_duration"])
+        if "order_value" in hist:
+            c.order_value_hist.restore(hist["order_value"])
+        recent = state.get("recent", {})
+        for key, window in (
+            ("orders", self.orders_recent),
+            ("order_value", self.order_value_recent),
+            ("abandonments", self.abandonments_recent),
+            ("events", self.events_recent),
+        ):
+            if key in recent:
+                window.restore(recent[key])
+        self.last_update = state.get("lastUpdate")
 
     # ----- the rules -----------------------------------------------------------------------
 
