@@ -13,6 +13,7 @@ from aiohttp import WSCloseCode, web
 from prometheus_client.aiohttp import make_aiohttp_handler
 
 from exporter import snapshot
+from exporter.api.auth import setup_auth
 from exporter.api.demo import setup_demo
 from exporter.api.ingest import setup_ingest
 from exporter.api.openapi import setup_openapi
@@ -128,6 +129,7 @@ def create_app(settings: Settings) -> web.Application:
         ingestor, settings.demo_shoppers or 30, settings.demo_seed, settings.demo_control
     )
 
+    setup_auth(app)
     setup_pages(app)
     setup_ingest(app)
     setup_shoppers(app)

@@ -37,7 +37,12 @@ class _Parser(argparse.ArgumentParser):
     """An argument parser whose options default to SHOPPER_* environment variables."""
 
     def option(
-        self, *flags: str, dest: str, convert: Callable[[str], Any] = str, **kwargs: Any
+        self,
+        *flags: str,
+        dest: str,
+        convert: Callable[[str], Any] = str,
+        secret: bool = False,
+        **kwargs: Any,
     ) -> None:
         env = _env_name(dest)
         raw = os.environ.get(env)
@@ -48,7 +53,7 @@ class _Parser(argparse.ArgumentParser):
                 self.error(f"environment variable {env}={raw!r} is not valid")
         help_text = kwargs.pop("help", "")
         default = kwargs.get("default")
-        shown = "" if default in (None, [], ()) else f" (default: {default})"
+        shown = "" if secret or default in (None, [], ()) else f" (default: {default})"
         self.add_argument(*flags, dest=dest, help=f"{help_text}{shown} [env {env}]", **kwargs)
 
 
@@ -185,6 +190,25 @@ def _service_parser() -> _Parser:
         help="Forward the event log to a Grafana Loki push endpoint (…/loki/api/v1/push)",
     )
     p.option(
+        "--write-token",
+        dest="write_token",
+        secret=True,
+        help="Bearer token required for pushes, erasure and demo control",
+    )
+    p.option(
+        "--read-token",
+        dest="read_token",
+        secret=True,
+        help="Bearer token required for reads: API, streams, Loki API",
+    )
+    p.add_argument(
+        "--protect-metrics",
+        dest="protect_metrics",
+        action="store_true",
+        default=os.environ.get(_env_name("protect_metrics"), "").lower() in {"1", "true", "yes"},
+        help="Require the read token on /metrics too [env SHOPPER_PROTECT_METRICS]",
+    )
+    p.option(
         "--state-file",
         dest="state_file",
         help="Keep the state (shoppers, counters, events) in this file across restarts",
@@ -234,6 +258,9 @@ def settings_from_args(argv: Sequence[str]) -> Settings:
             reconnect_delay=args.reconnect_delay,
             reconnect_max_delay=args.reconnect_max_delay,
             loki_push_url=args.loki_push_url,
+            write_token=args.write_token,
+            read_token=args.read_token,
+            protect_metrics=args.protect_metrics,
             state_file=args.state_file,
             snapshot_interval=args.snapshot_interval,
             log_level=args.log_level,

@@ -48,6 +48,12 @@ class Settings:
     reconnect_delay: float = 5.0
     reconnect_max_delay: float = 60.0
     loki_push_url: str | None = None
+    write_token: str | None = None
+    """Bearer token required for pushes, erasure and demo control; None = open."""
+    read_token: str | None = None
+    """Bearer token required for reads (API, streams, Loki); None = open."""
+    protect_metrics: bool = False
+    """Whether /metrics also needs the read token."""
     state_file: str | None = None
     """Where to keep snapshots of the state across restarts; None = memory only."""
     snapshot_interval: float = 30.0
