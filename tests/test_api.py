@@ -297,3 +297,21 @@ async def test_openapi_describes_the_api(client: Client) -> None:
     update = doc["components"]["schemas"]["ShopperUpdate"]
     assert set(update["required"]) == {"userId", "userName", "timestamp", "isActive"}
     assert "email" not in update["properties"]
+
+
+async def test_slow_body_is_cut_off(client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A client that trickles its body gets a 408 instead of holding the handler."""
+    import asyncio
+
+    from exporter.api import replies
+
+    monkeypatch.setattr(replies.read_limited, "__defaults__", (0.3,))
+
+    async def trickle() -> Any:
+        yield b"["
+        await asyncio.sleep(2)
+        yield b"]"
+
+    resp = await client.post("/api/metrics", data=trickle())
+    assert resp.status == 408
+    assert (await resp.json())["error"] == "timeout"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
@@ -26,16 +27,31 @@ class BodyTooLargeError(Exception):
     """The request body is over the configured limit."""
 
 
-async def read_limited(request: web.Request, limit: int) -> bytes:
-    """Read a body of at most `limit` bytes; refuse larger ones without reading them whole."""
+BODY_TIMEOUT = 30.0
+"""Seconds a client may take to send a body: a slow sender does not hold a handler forever."""
+
+
+async def read_limited(request: web.Request, limit: int, within: float = BODY_TIMEOUT) -> bytes:
+    """Read a body of at most `limit` bytes; refuse larger ones without reading them whole.
+
+    Raises BodyTooLargeError past the limit, and answers 408 when the body takes too long.
+    """
     declared = request.content_length
     if declared is not None and declared > limit:
         raise BodyTooLargeError
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.content.iter_chunked(64 * 1024):
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLargeError
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(within):
+            async for chunk in request.content.iter_chunked(64 * 1024):
+                size += len(chunk)
+                if size > limit:
+                    raise BodyTooLargeError
+                chunks.append(chunk)
+    except TimeoutError:
+        raise web.HTTPRequestTimeout(
+            text='{"error": "timeout", "message": "the body was not sent in time"}',
+            content_type="application/json",
+            headers={"Connection": "close"},
+        ) from None
     return b"".join(chunks)
