@@ -209,6 +209,12 @@ def _service_parser() -> _Parser:
         help="Require the read token on /metrics too [env SHOPPER_PROTECT_METRICS]",
     )
     p.option(
+        "--pseudonym-salt",
+        dest="pseudonym_salt",
+        secret=True,
+        help="Replace shopper ids and names by salted hashes on arrival (keep the salt secret)",
+    )
+    p.option(
         "--state-file",
         dest="state_file",
         help="Keep the state (shoppers, counters, events) in this file across restarts",
@@ -261,6 +267,7 @@ def settings_from_args(argv: Sequence[str]) -> Settings:
             write_token=args.write_token,
             read_token=args.read_token,
             protect_metrics=args.protect_metrics,
+            pseudonym_salt=args.pseudonym_salt,
             state_file=args.state_file,
             snapshot_interval=args.snapshot_interval,
             log_level=args.log_level,

@@ -23,6 +23,7 @@ from exporter.model import (
     validate_event,
     validate_update,
 )
+from exporter.privacy import Pseudonyms
 from exporter.settings import Settings
 from exporter.store import Shopper, ShopperStore
 
@@ -68,6 +69,14 @@ class Ingestor:
         self.clock = clock
         self.received: dict[str, int] = {}
         self.rejected: dict[tuple[str, str], int] = {}
+        salt = settings.pseudonym_salt
+        self.pseudonyms = Pseudonyms(salt) if salt else None
+
+    def shopper_key(self, user_id: str) -> str:
+        """The id the store knows a shopper by (their pseudonym when pseudonyms are on)."""
+        if self.pseudonyms is None or user_id in self.store:
+            return user_id
+        return self.pseudonyms.user_id(user_id)
 
     def _count(self, transport: str, received: int, rejected: dict[str, int]) -> None:
         self.received[transport] = self.received.get(transport, 0) + received
@@ -112,6 +121,13 @@ class Ingestor:
             if isinstance(update, tuple):
                 report.rejected.append(Rejection(index, "metric", update))
                 continue
+            if self.pseudonyms is not None:
+                update = update.model_copy(
+                    update={
+                        "user_id": self.pseudonyms.user_id(update.user_id),
+                        "user_name": self.pseudonyms.user_name(update.user_name),
+                    }
+                )
             happened = self.store.apply(update, now)
             if happened is None:
                 report.ignored += 1
@@ -124,6 +140,12 @@ class Ingestor:
             if isinstance(event, tuple):
                 report.rejected.append(Rejection(index, "event", event))
                 continue
+            if self.pseudonyms is not None:
+                named = {"user_name": self.pseudonyms.user_name(event.user_name)}
+                event = event.model_copy(
+                    update={"user_id": self.pseudonyms.user_id(event.user_id)}
+                    | (named if event.user_name else {})
+                )
             report.accepted += 1
             self.record(self.store.apply_event(event, now))
         self._count(transport, len(batch), {"invalid": len(report.rejected)})

@@ -54,6 +54,8 @@ class Settings:
     """Bearer token required for reads (API, streams, Loki); None = open."""
     protect_metrics: bool = False
     """Whether /metrics also needs the read token."""
+    pseudonym_salt: str | None = None
+    """When set, shopper ids and names are replaced by salted hashes as they arrive."""
     state_file: str | None = None
     """Where to keep snapshots of the state across restarts; None = memory only."""
     snapshot_interval: float = 30.0

@@ -38,7 +38,7 @@ async def handle_list(request: web.Request) -> web.Response:
 async def handle_get(request: web.Request) -> web.Response:
     """One shopper's current state."""
     store = request.app[STORE]
-    shopper = store.get(request.match_info["user_id"])
+    shopper = store.get(request.app[INGESTOR].shopper_key(request.match_info["user_id"]))
     if shopper is None:
         return error_reply(404, "not_found", "no shopper with this userId")
     return json_reply(store.view(shopper))
@@ -46,7 +46,7 @@ async def handle_get(request: web.Request) -> web.Response:
 
 async def handle_delete(request: web.Request) -> web.Response:
     """Erase a shopper: their state, and their identity in the held events."""
-    user_id = request.match_info["user_id"]
+    user_id = request.app[INGESTOR].shopper_key(request.match_info["user_id"])
     if not request.app[STORE].erase(user_id):
         return error_reply(404, "not_found", "no shopper with this userId")
     request.app[EVENT_LOG].redact(user_id)
@@ -55,7 +55,7 @@ async def handle_delete(request: web.Request) -> web.Response:
 
 async def handle_timeline(request: web.Request) -> web.Response:
     """A shopper's recent events, newest first (what the live page shows on click)."""
-    user_id = request.match_info["user_id"]
+    user_id = request.app[INGESTOR].shopper_key(request.match_info["user_id"])
     log = request.app[EVENT_LOG]
     limit = _limit(request, 50)
     found: list[str] = []
