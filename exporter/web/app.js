@@ -177,9 +177,9 @@ function receive(frame, apply) {
   armStaleTimer();
   if (frame.lastEventId && Number(frame.lastEventId) < Number(stream.lastEventId || 0)) {
     serverRestarted(frame.lastEventId);
-    return;
+  } else if (frame.lastEventId) {
+    stream.lastEventId = frame.lastEventId;
   }
-  if (frame.lastEventId) stream.lastEventId = frame.lastEventId;
   let data;
   try {
     data = JSON.parse(frame.data);
@@ -571,10 +571,12 @@ function trendOf(now, before) {
 
 const TREND_TEXT = { up: ['▲', 'up'], down: ['▼', 'down'], stable: ['▶', 'stable'], unknown: ['…', 'collecting'] };
 
-function trendCell(trend, lowerIsBetter = false) {
+// Colour says good or bad only where that is clear (more orders: good; more abandonment: bad);
+// a shift between activities is neither, so it stays neutral.
+function trendCell(trend, { lowerIsBetter = false, neutral = false } = {}) {
   const [arrow, word] = TREND_TEXT[trend];
-  const mood = trend === 'up' || trend === 'down'
-    ? ((trend === 'up') !== lowerIsBetter ? 'good' : 'bad') : 'neutral';
+  const moving = trend === 'up' || trend === 'down';
+  const mood = moving && !neutral ? ((trend === 'up') !== lowerIsBetter ? 'good' : 'bad') : 'neutral';
   return make('td', { class: `trend trend-${trend}`, 'data-trend': trend, 'data-mood': mood },
     make('span', { 'aria-hidden': 'true', class: 'arrow' }, arrow), ` ${word}`);
 }
@@ -617,8 +619,8 @@ function renderStoreStats() {
     return make('tr', {},
       make('th', { scope: 'row' }, stat.label),
       make('td', { class: 'num' }, now == null ? '—' : stat.show(now)),
-      make('td', { class: 'num muted' }, before == null ? '—' : stat.show(before)),
-      trendCell(trendOf(now, before), stat.lowerIsBetter));
+      make('td', { class: 'num muted secondary' }, before == null ? '—' : stat.show(before)),
+      trendCell(trendOf(now, before), { lowerIsBetter: stat.lowerIsBetter }));
   }));
 }
 
@@ -633,9 +635,10 @@ function renderActivityStats(distribution, activitySeconds) {
   $('#activity-stats-rows').replaceChildren(...rows.map((row) => make('tr', {},
     make('th', { scope: 'row' }, make('span', { class: 'badge', style: `--hue: ${activityHue(row.name)}` }, row.name)),
     make('td', { class: 'num' }, count(row.shoppers)),
-    make('td', { class: 'num' }, percent(row.share)),
+    make('td', { class: 'num secondary' }, percent(row.share)),
     make('td', { class: 'num' }, timeSpent(activitySeconds[row.name] ?? 0)),
-    trendCell(earlier ? trendOf(row.shoppers, earlierShoppers.get(row.name) ?? 0) : 'unknown'))));
+    trendCell(earlier ? trendOf(row.shoppers, earlierShoppers.get(row.name) ?? 0) : 'unknown',
+      { neutral: true }))));
 }
 
 // ---------------------------------------------------------------- event stream tab
