@@ -44,7 +44,10 @@ def _ingest(summary: str, item: str) -> dict[str, Any]:
                 "200": _reply("Applied; refused records listed by index and field", _ref("Report")),
                 "400": _reply("Not JSON", _ref("Error")),
                 "413": _reply("Body or batch over the limit", _ref("Error")),
-                "422": _reply("Every record refused", _ref("Report")),
+                "422": _reply(
+                    "Every record refused, or the body's shape is wrong",
+                    {"oneOf": [_ref("Report"), _ref("Error")]},
+                ),
             },
         }
     }
@@ -82,6 +85,7 @@ def document() -> dict[str, Any]:
                     "type": "array",
                     "items": {
                         "type": "object",
+                        "required": ["index", "kind", "errors"],
                         "properties": {
                             "index": {"type": "integer"},
                             "kind": {"type": "string", "enum": ["metric", "event"]},
