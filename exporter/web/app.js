@@ -359,10 +359,19 @@ function renderActivity() {
 
   const summary = store.summary;
   if (!summary) return;
-  $('[data-latest="activeShoppers"]').textContent = count(summary.activeShoppers);
-  $('[data-latest="eventsPerSecond"]').textContent = `${rate(summary.eventsPerSecond)}/s`;
-  $('[data-latest="averageSessionSeconds"]').textContent = duration(summary.averageSessionSeconds);
+  showLatest('active-shoppers', 'activeShoppers', count(summary.activeShoppers));
+  showLatest('events-per-second', 'eventsPerSecond', `${rate(summary.eventsPerSecond)}/s`);
+  showLatest('session-duration', 'averageSessionSeconds', duration(summary.averageSessionSeconds));
   renderTopActivities(summary.topActivities ?? (summary.activityDistribution ?? []).slice(0, 5));
+}
+
+// The figure next to a chart's title, repeated in the chart's label for screen readers.
+function showLatest(chart, key, text) {
+  $(`[data-latest="${key}"]`).textContent = text;
+  const svg = $(`#chart-${chart}`);
+  const base = svg.dataset.label ?? svg.getAttribute('aria-label');
+  svg.dataset.label = base;
+  svg.setAttribute('aria-label', `${base}; now ${text}`);
 }
 
 function renderTopActivities(top) {
