@@ -315,3 +315,10 @@ async def test_slow_body_is_cut_off(client: Client, monkeypatch: pytest.MonkeyPa
     resp = await client.post("/api/metrics", data=trickle())
     assert resp.status == 408
     assert (await resp.json())["error"] == "timeout"
+
+
+async def test_page_links_the_endpoints(client: Client) -> None:
+    """The page at / links the metrics, the APIs and the probes."""
+    page = await (await client.get("/")).text()
+    for href in ("/metrics", "/api/summary", "/api/shoppers", "/api/stream", "/healthz"):
+        assert f'href="{href}"' in page, href
