@@ -971,11 +971,27 @@ def shopper_exporter() -> Json:
                 "{{label}}",
             ),
             description="Label values folded into `other` after the per-label cap.",
+            w=8,
         ),
         timeseries(
             "Event log lines (Loki API)",
             loki('sum(count_over_time({job="shopper-events"}[$__auto]))', "events"),
             description="What Grafana's Loki datasource reads from the exporter.",
+            w=8,
+        ),
+        timeseries(
+            "Forwarding to Loki",
+            prom(
+                f"sum(rate({sel('shopper_exporter_loki_forwarded_events_total')}{rate}))",
+                "forwarded",
+            ),
+            prom(
+                f"sum(rate({sel('shopper_exporter_loki_forward_dropped_events_total')}{rate}))",
+                "dropped",
+            ),
+            unit="ops",
+            description="Events shipped to an external Loki (--loki-push-url), and drops.",
+            w=8,
         ),
     ]
     return dashboard(

@@ -66,6 +66,9 @@ CATALOG = frozenset(
         "shopper_exporter_label_overflow_total",
         "shopper_exporter_scrape_duration_seconds",
         "shopper_exporter_event_log_entries",
+        # Beyond CONTRACT.md's list: forwarding of the event log to an external Loki.
+        "shopper_exporter_loki_forwarded_events_total",
+        "shopper_exporter_loki_forward_dropped_events_total",
     }
 )
 SCRAPE_METRICS = frozenset({"up"})
