@@ -34,6 +34,7 @@ from exporter.keys import (
     STORE,
     STREAMS,
 )
+from exporter.loki.routes import setup_loki
 from exporter.settings import Settings
 from exporter.status import ServiceStatus
 from exporter.store import ShopperStore
@@ -135,6 +136,7 @@ def create_app(settings: Settings) -> web.Application:
     setup_shoppers(app)
     setup_demo(app)
     setup_openapi(app)
+    setup_loki(app)
     app.router.add_get("/metrics", make_aiohttp_handler(app[REGISTRY]))
     app.cleanup_ctx.append(_snapshots)
     app.cleanup_ctx.append(_background)

@@ -28,6 +28,8 @@ from exporter.settings import Settings
 from exporter.store import Shopper, ShopperStore
 
 TRANSPORTS = ("http", "ws", "sse", "poll", "loki", "demo")
+MAX_LINE = 1000
+"""Characters of a plain log line kept in the event log."""
 
 
 @dataclass(slots=True)
@@ -150,6 +152,20 @@ class Ingestor:
             self.record(self.store.apply_event(event, now))
         self._count(transport, len(batch), {"invalid": len(report.rejected)})
         return report
+
+    def keep_lines(self, lines: Iterable[tuple[str, float, str]], transport: str) -> int:
+        """Keep plain log lines (no shopper record in them) as events of their own type.
+
+        Each is (type, when in epoch seconds, text); the text is cut to MAX_LINE characters and
+        belongs to no shopper. Returns how many were kept.
+        """
+        happened = [
+            ShoppingEvent(kind, "", "", at, {"line": text[:MAX_LINE]}) for kind, at, text in lines
+        ]
+        self.store.count_events(happened, self.clock())
+        self.record(happened)
+        self._count(transport, len(happened), {})
+        return len(happened)
 
     def record(self, happened: Iterable[ShoppingEvent]) -> None:
         """Log events and, when anyone listens, publish them."""

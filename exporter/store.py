@@ -797,6 +797,10 @@ class ShopperStore:
         props.update(extra)
         return ShoppingEvent(kind, shopper.user_id, shopper.user_name, at, props)
 
+    def count_events(self, happened: list[ShoppingEvent], now: float) -> None:
+        """Count events that change no shopper (plain log lines pushed through Loki)."""
+        self._count(happened, now)
+
     def _count(self, happened: list[ShoppingEvent], now: float) -> None:
         events = self.counters.events
         for item in happened:

@@ -1,0 +1,61 @@
+"""Which streams exist in a time range: for label names and values, series and index stats."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from exporter.loki.evaluate import LabelsKey, Sources, labels_key
+from exporter.loki.logql import StreamSelector
+from exporter.loki.pipeline import Labels
+from exporter.loki.streams import EventKey
+
+
+@dataclass(slots=True)
+class StreamTotals:
+    """One stream in the range: its labels, entries and bytes."""
+
+    labels: Labels
+    entries: int = 0
+    bytes: int = 0
+
+
+def streams_in_range(
+    sources: Sources,
+    selectors: list[StreamSelector],
+    start_ns: int,
+    end_ns: int,
+) -> dict[LabelsKey, StreamTotals]:
+    """Streams with entries in [start_ns, end_ns) that any selector picks (all when none).
+
+    The shopper-state stream counts whenever there are shoppers: its entries are stamped at
+    each query's end, so it always has something to show.
+    """
+
+    def picked(labels: Labels) -> bool:
+        return not selectors or any(s.matches(labels) for s in selectors)
+
+    found: dict[LabelsKey, StreamTotals] = {}
+    by_event: dict[EventKey, StreamTotals | None] = {}
+    labeller = sources.labeller
+    for logged in sources.log.between(start_ns, end_ns):
+        event = logged.event
+        key = (event.type, event.props.get("activity"), event.props.get("membership"))
+        totals = by_event.get(key)
+        if totals is None:
+            if key in by_event:
+                continue
+            labels = labeller.for_key(key)
+            if not picked(labels):
+                by_event[key] = None
+                continue
+            totals = found.setdefault(labels_key(labels), StreamTotals(labels))
+            by_event[key] = totals
+        totals.entries += 1
+        totals.bytes += len(logged.line)
+    store = sources.store
+    for shopper in store.newest(limit=len(store)):
+        labels = labeller.for_shopper(shopper)
+        if picked(labels):
+            totals = found.setdefault(labels_key(labels), StreamTotals(labels))
+            totals.entries += 1
+    return found

@@ -1,0 +1,470 @@
+"""A log pipeline compiled once per query: line filters, parsers, label filters and formatting."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import orjson
+
+from exporter.loki import logql
+from exporter.loki.logql import (
+    DropLabels,
+    KeepLabels,
+    LabelAnd,
+    LabelCompare,
+    LabelFilter,
+    LabelFormat,
+    LabelPredicate,
+    LineFilter,
+    LineFormat,
+    Parser,
+    Stage,
+    Template,
+    Unwrap,
+)
+
+Labels = dict[str, str]
+"""Label name → value. Stream labels are shared between lines: stages copy before changing."""
+StageFn = Callable[[int, str, Labels], tuple[str, Labels] | None]
+
+ERROR_LABEL: Final = "__error__"
+JSON_ERROR: Final = "JSONParserErr"
+LOGFMT_ERROR: Final = "LogfmtParserErr"
+LABEL_FILTER_ERROR: Final = "LabelFilterErr"
+SAMPLE_ERROR: Final = "SampleExtractionErr"
+_UNSAFE_KEY: Final = re.compile(r"[^A-Za-z0-9_]")
+_FAIL, _PASS, _ERROR = 0, 1, 2
+
+
+def sanitize_key(key: str) -> str:
+    """A label name from any key: other characters become `_`, and it never starts a digit."""
+    name = _UNSAFE_KEY.sub("_", key)
+    if not name or name[0].isdigit():
+        name = "_" + name
+    return name
+
+
+def json_scalar(value: Any) -> str:
+    """A JSON value as label text: strings as they are, numbers as written, objects as JSON."""
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return repr(value) if not value.is_integer() else str(int(value))
+    return orjson.dumps(value).decode()
+
+
+def _add_parsed(out: Labels, base: Labels, name: str, value: str) -> None:
+    """Set a parsed label; one that collides with a stream label gets `_extracted`."""
+    if name in base:
+        name += "_extracted"
+    out[name] = value
+
+
+def _flatten(obj: dict[str, Any], prefix: str, out: Labels, base: Labels) -> None:
+    for key, value in obj.items():
+        name = prefix + sanitize_key(str(key)) if prefix else sanitize_key(str(key))
+        if isinstance(value, dict):
+            _flatten(value, name + "_", out, base)
+        elif isinstance(value, list):
+            continue  # arrays are skipped, as Loki does
+        else:
+            _add_parsed(out, base, name, json_scalar(value))
+
+
+def _follow(obj: Any, path: tuple[str | int, ...]) -> Any:
+    for part in path:
+        if isinstance(part, int):
+            if not isinstance(obj, list) or part >= len(obj):
+                return None
+        elif not isinstance(obj, dict) or part not in obj:
+            return None
+        obj = obj[part]
+    return obj
+
+
+def _with_error(labels: Labels, error: str) -> Labels:
+    out = dict(labels)
+    out[ERROR_LABEL] = error
+    return out
+
+
+def _json_stage(params: tuple[tuple[str, str], ...]) -> StageFn:
+    paths = [(sanitize_key(name), logql.json_path(path)) for name, path in params]
+
+    def stage(ts: int, line: str, labels: Labels) -> tuple[str, Labels]:
+        try:
+            obj = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            return line, _with_error(labels, JSON_ERROR)
+        if not isinstance(obj, dict):
+            return line, _with_error(labels, JSON_ERROR)
+        out = dict(labels)
+        if paths:
+            for name, path in paths:
+                found = _follow(obj, path)
+                if found is not None:
+                    _add_parsed(out, labels, name, json_scalar(found))
+        else:
+            _flatten(obj, "", out, labels)
+        return line, out
+
+    return stage
+
+
+def parse_logfmt(line: str) -> dict[str, str] | None:
+    """`key=value key="quoted value" flag` pairs; None when a quote never closes."""
+    pairs: dict[str, str] = {}
+    i, n = 0, len(line)
+    while i < n:
+        while i < n and line[i] in " \t":
+            i += 1
+        start = i
+        while i < n and line[i] not in " \t=":
+            i += 1
+        key = line[start:i]
+        value = ""
+        if i < n and line[i] == "=":
+            i += 1
+            if i < n and line[i] == '"':
+                i += 1
+                chars: list[str] = []
+                while i < n and line[i] != '"':
+                    if line[i] == "\\" and i + 1 < n:
+                        i += 1
+                        chars.append({"n": "\n", "t": "\t", "r": "\r"}.get(line[i], line[i]))
+                    else:
+                        chars.append(line[i])
+                    i += 1
+                if i >= n:
+                    return None
+                i += 1
+                value = "".join(chars)
+            else:
+                start = i
+                while i < n and line[i] not in " \t":
+                    i += 1
+                value = line[start:i]
+        if key:
+            pairs[key] = value
+    return pairs
+
+
+def _logfmt_stage(params: tuple[tuple[str, str], ...]) -> StageFn:
+    wanted = [(sanitize_key(name), path) for name, path in params]
+
+    def stage(ts: int, line: str, labels: Labels) -> tuple[str, Labels]:
+        pairs = parse_logfmt(line)
+        if pairs is None:
+            return line, _with_error(labels, LOGFMT_ERROR)
+        out = dict(labels)
+        if wanted:
+            for name, key in wanted:
+                if key in pairs:
+                    _add_parsed(out, labels, name, pairs[key])
+        else:
+            for key, value in pairs.items():
+                _add_parsed(out, labels, sanitize_key(key), value)
+        return line, out
+
+    return stage
+
+
+def _regexp_stage(regex: re.Pattern[str]) -> StageFn:
+    names = [(group, sanitize_key(group)) for group in regex.groupindex]
+
+    def stage(ts: int, line: str, labels: Labels) -> tuple[str, Labels]:
+        match = regex.search(line)
+        if match is None:
+            return line, labels
+        out = dict(labels)
+        for group, name in names:
+            value = match.group(group)
+            if value is not None:
+                _add_parsed(out, labels, name, value)
+        return line, out
+
+    return stage
+
+
+def line_predicate(stage: LineFilter) -> Callable[[str], bool] | None:
+    """A test on the line alone; None when it keeps every line (`|= ""`)."""
+    values, regexes = stage.values, stage.regexes
+    match stage.op:
+        case "|=":
+            if "" in values:
+                return None
+            if len(values) == 1:
+                needle = values[0]
+                return lambda line: needle in line
+            return lambda line: any(v in line for v in values)
+        case "!=":
+            needles = [v for v in values if v]
+            if len(needles) < len(values):
+                return lambda line: False  # every line contains ""
+            return lambda line: not any(v in line for v in needles)
+        case "|~":
+            return lambda line: any(r.search(line) for r in regexes)
+        case _:
+            return lambda line: not any(r.search(line) for r in regexes)
+
+
+def label_number(value: str, kind: str) -> float | None:
+    """A label value as a number, a duration in seconds, or a byte size; None if it is not."""
+    if kind == "duration":
+        ns = logql.parse_duration(value)
+        if ns is not None:
+            return ns / 1e9
+    elif kind == "bytes":
+        return logql.parse_bytes(value)
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
+def _compare(test: LabelCompare, labels: Labels) -> int:
+    if test.kind == "string":
+        value = labels.get(test.name, "")
+        if test.op == "=":
+            return _PASS if value == test.text else _FAIL
+        if test.op == "!=":
+            return _PASS if value != test.text else _FAIL
+        assert test.regex is not None
+        found = test.regex.fullmatch(value) is not None
+        return _PASS if found == (test.op == "=~") else _FAIL
+    raw = labels.get(test.name)
+    if raw is None:
+        return _FAIL
+    number = label_number(raw, test.kind)
+    if number is None:
+        return _ERROR
+    limit = test.number
+    match test.op:
+        case "==":
+            ok = number == limit
+        case "!=":
+            ok = number != limit
+        case ">":
+            ok = number > limit
+        case ">=":
+            ok = number >= limit
+        case "<":
+            ok = number < limit
+        case _:
+            ok = number <= limit
+    return _PASS if ok else _FAIL
+
+
+def check_labels(predicate: LabelPredicate, labels: Labels) -> int:
+    """0 fail, 1 pass, 2 pass with a conversion error (the line is kept and marked)."""
+    if isinstance(predicate, LabelCompare):
+        return _compare(predicate, labels)
+    left = check_labels(predicate.left, labels)
+    right = check_labels(predicate.right, labels)
+    if isinstance(predicate, LabelAnd):
+        if _FAIL in (left, right):
+            return _FAIL
+        return _ERROR if _ERROR in (left, right) else _PASS
+    if _PASS in (left, right):
+        return _PASS
+    return _ERROR if _ERROR in (left, right) else _FAIL
+
+
+def _label_filter_stage(predicate: LabelPredicate) -> StageFn:
+    def stage(ts: int, line: str, labels: Labels) -> tuple[str, Labels] | None:
+        outcome = check_labels(predicate, labels)
+        if outcome == _FAIL:
+            return None
+        if outcome == _ERROR:
+            return line, _with_error(labels, LABEL_FILTER_ERROR)
+        return line, labels
+
+    return stage
+
+
+def render(template: Template, line: str, labels: Labels, ts: int) -> str:
+    """Fill a template's actions from the labels (missing labels render empty)."""
+    out: list[str] = []
+    for is_action, text in template.parts:
+        if not is_action:
+            out.append(text)
+        elif text == "__line__":
+            out.append(line)
+        elif text == "__timestamp__":
+            out.append(datetime.fromtimestamp(ts / 1e9, UTC).isoformat())
+        else:
+            out.append(labels.get(text, ""))
+    return "".join(out)
+
+
+def _line_format_stage(template: Template) -> StageFn:
+    def stage(ts: int, line: str, labels: Labels) -> tuple[str, Labels]:
+        return render(template, line, labels, ts), labels
+
+    return stage
+
+
+def _label_format_stage(items: tuple[tuple[str, str | Template], ...]) -> StageFn:
+    def stage(ts: int, line: str, labels: Labels) -> tuple[str, Labels]:
+        out = dict(labels)
+        for name, source in items:
+            if isinstance(source, Template):
+                out[name] = render(source, line, labels, ts)
+            else:
+                out[name] = labels.get(source, "")
+                if source != name:
+                    out.pop(source, None)
+        return line, out
+
+    return stage
+
+
+def _drop_stage(stage_def: DropLabels) -> StageFn:
+    names, matchers = stage_def.names, stage_def.matchers
+
+    def stage(ts: int, line: str, labels: Labels) -> tuple[str, Labels]:
+        if not any(n in labels for n in names) and not matchers:
+            return line, labels
+        out = {k: v for k, v in labels.items() if k not in names}
+        for m in matchers:
+            if m.name in out and m.matches(out[m.name]):
+                del out[m.name]
+        return line, out
+
+    return stage
+
+
+def _keep_stage(stage_def: KeepLabels) -> StageFn:
+    names, matchers = set(stage_def.names), stage_def.matchers
+
+    def stage(ts: int, line: str, labels: Labels) -> tuple[str, Labels]:
+        out = {k: v for k, v in labels.items() if k in names}
+        for m in matchers:
+            value = labels.get(m.name)
+            if value is not None and m.matches(value):
+                out[m.name] = value
+        return line, out
+
+    return stage
+
+
+def _compile(stage: Stage) -> StageFn | None:
+    if isinstance(stage, LineFilter):
+        test = line_predicate(stage)
+        if test is None:
+            return None
+
+        def line_stage(ts: int, line: str, labels: Labels) -> tuple[str, Labels] | None:
+            return (line, labels) if test(line) else None
+
+        return line_stage
+    if isinstance(stage, Parser):
+        if stage.kind == "json":
+            return _json_stage(stage.params)
+        if stage.kind == "logfmt":
+            return _logfmt_stage(stage.params)
+        assert stage.regex is not None
+        return _regexp_stage(stage.regex)
+    if isinstance(stage, LabelFilter):
+        return _label_filter_stage(stage.predicate)
+    if isinstance(stage, LineFormat):
+        return _line_format_stage(stage.template)
+    if isinstance(stage, LabelFormat):
+        return _label_format_stage(stage.items)
+    if isinstance(stage, DropLabels):
+        return _drop_stage(stage)
+    if isinstance(stage, KeepLabels):
+        return _keep_stage(stage)
+    raise AssertionError(f"unexpected stage {stage!r}")  # unwrap is split off before compiling
+
+
+class Pipeline:
+    """The stages of a log query after its selector, ready to run on (time, line, labels).
+
+    Line filters that come first only look at the line, so they run before any label work;
+    that keeps a selector plus `|= "text"` query close to the cost of a substring search.
+    """
+
+    def __init__(self, stages: tuple[Stage, ...]) -> None:
+        lead: list[Callable[[str], bool]] = []
+        rest = list(stages)
+        while rest and isinstance(rest[0], LineFilter):
+            test = line_predicate(rest.pop(0))  # type: ignore[arg-type]
+            if test is not None:
+                lead.append(test)
+        self.line_tests = tuple(lead)
+        self.stages = tuple(fn for fn in map(_compile, rest) if fn is not None)
+
+    @property
+    def only_line_tests(self) -> bool:
+        """True when nothing after the line filters can change the line or the labels."""
+        return not self.stages
+
+    def keeps_line(self, line: str) -> bool:
+        """Whether the leading line filters keep this line."""
+        return all(test(line) for test in self.line_tests)
+
+    def run(self, ts: int, line: str, labels: Labels) -> tuple[str, Labels] | None:
+        """The line and labels after every stage, or None when a stage drops it."""
+        for test in self.line_tests:
+            if not test(line):
+                return None
+        for stage in self.stages:
+            result = stage(ts, line, labels)
+            if result is None:
+                return None
+            line, labels = result
+        return line, labels
+
+
+class SampleExtractor:
+    """A pipeline whose entries become numbers: 1 per line, its bytes, or an unwrapped label."""
+
+    def __init__(self, stages: tuple[Stage, ...], mode: str) -> None:
+        cut = next((i for i, s in enumerate(stages) if isinstance(s, Unwrap)), None)
+        self.unwrap: Unwrap | None = None
+        if cut is None:
+            self.before, self.after = Pipeline(stages), Pipeline(())
+        else:
+            unwrap = stages[cut]
+            assert isinstance(unwrap, Unwrap)
+            self.unwrap = unwrap
+            self.before, self.after = Pipeline(stages[:cut]), Pipeline(stages[cut + 1 :])
+        self.mode = mode
+
+    def extract(self, ts: int, line: str, labels: Labels) -> tuple[float, Labels] | None:
+        """(value, series labels) for one entry, or None when the pipeline drops it."""
+        result = self.before.run(ts, line, labels)
+        if result is None:
+            return None
+        line, labels = result
+        if self.unwrap is None:
+            value = float(len(line.encode())) if self.mode == "bytes" else 1.0
+            return value, labels
+        name, conversion = self.unwrap.label, self.unwrap.conversion
+        raw = labels.get(name, "")
+        number: float | None
+        if conversion == "bytes":
+            number = logql.parse_bytes(raw)
+        elif conversion in ("duration", "duration_seconds"):
+            number = label_number(raw, "duration")
+        else:
+            number = label_number(raw, "number")
+        labels = {k: v for k, v in labels.items() if k != name}
+        if number is None or math.isnan(number):
+            number = 0.0
+            labels[ERROR_LABEL] = SAMPLE_ERROR
+        after = self.after.run(ts, line, labels)
+        if after is None:
+            return None
+        return number, after[1]
