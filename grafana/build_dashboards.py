@@ -766,9 +766,11 @@ def live_shopper_metrics() -> Json:
         row("Event Stream"),
         logs(
             "Live shopping events",
+            # `keep` leaves the stream labels as badges instead of every parsed JSON field.
             loki(
                 '{job="shopper-events"} | json | line_format '
-                '"{{.type}} · {{.userName}} ({{.location}}): {{.message}}"',
+                '"{{.type}} · {{.userName}} ({{.location}}): {{.message}}"'
+                " | keep type, activity, membership",
                 max_lines=50,
             ),
             h=12,
@@ -782,7 +784,12 @@ def live_shopper_metrics() -> Json:
         ),
         logs(
             "Orders and abandoned carts",
-            loki('{job="shopper-events", type=~"order_completed|cart_abandoned"}', max_lines=50),
+            loki(
+                '{job="shopper-events", type=~"order_completed|cart_abandoned"} | json'
+                ' | line_format "{{.userName}} ({{.location}}): {{.message}}"'
+                " | keep type, membership",
+                max_lines=50,
+            ),
             w=12,
             h=8,
         ),

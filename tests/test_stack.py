@@ -335,6 +335,8 @@ def test_event_stream_lines_name_the_type_and_the_shopper(stack: Stack) -> None:
     lines = [line for stream in answer["data"]["result"] for _, line in stream["values"]]
     assert len(lines) == 50
     types = {stream["stream"]["type"] for stream in answer["data"]["result"]}
+    for stream in answer["data"]["result"]:
+        assert set(stream["stream"]) <= {"type", "activity", "membership"}
     for line in lines:
         kind, _, rest = line.partition(" · ")
         assert kind in types, line
