@@ -382,7 +382,7 @@ class LogQuery:
 
     selector: StreamSelector
     stages: tuple[Stage, ...] = ()
-    pos: int = 0
+    pos: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -1057,6 +1057,8 @@ class _Parser:
             return LabelCompare(name, op, "string", value.value, regex=regex)
         if op in ("=~", "!~"):
             raise self.unexpected("a quoted regex")
+        if value.kind not in (NUMBER, DURATION, BYTES):
+            raise self.unexpected("a string, number, duration or size")
         self.advance()
         number_op: CompareOp = "==" if op == "=" else op
         if value.kind == NUMBER:
@@ -1065,12 +1067,9 @@ class _Parser:
             ns = parse_duration(value.text)
             assert ns is not None  # the lexer only makes DURATION tokens that parse
             return LabelCompare(name, number_op, "duration", value.text, ns / 1e9)
-        if value.kind == BYTES:
-            size = parse_bytes(value.text)
-            assert size is not None
-            return LabelCompare(name, number_op, "bytes", value.text, size)
-        self.i -= 1
-        raise self.unexpected("a string, number, duration or size")
+        size = parse_bytes(value.text)
+        assert size is not None
+        return LabelCompare(name, number_op, "bytes", value.text, size)
 
 
 def _number(text: str) -> float:
