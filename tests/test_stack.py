@@ -187,31 +187,31 @@ def stack(tmp_path_factory: pytest.TempPathFactory, feed_url: str) -> Iterator[S
         ):
             running = Stack(exporter, prometheus, f"127.0.0.1:{exporter_port}")
 
-            def traffic_seen() -> bool:
-                # Orders, abandonments and sessions must have happened while Prometheus
-                # scraped, so that increase() over them and the ratios built on them exist.
-                expr = (
-                    "sum(increase(shopper_orders_total[1h])) > 0"
-                    " and sum(increase(shopper_cart_abandonments_total[1h])) > 0"
-                    " and sum(increase(shopper_sessions_ended_total[1h])) > 0"
-                    " and sum(shopper_exporter_source_up) > 0"
-                )
-                return bool(running.promql(expr)["data"]["result"])
+            # Orders, abandonments, ended and new sessions must happen while Prometheus scrapes, so
+            # that increase() over them and the ratios built on them exist; the poll source
+            # must have succeeded for the source-health panels.
+            awaited = (
+                "sum(increase(shopper_orders_total[1h])) > 0",
+                "sum(increase(shopper_cart_abandonments_total[1h])) > 0",
+                "sum(increase(shopper_sessions_ended_total[1h])) > 0",
+                'sum(increase(shopper_funnel_sessions_total{stage="browsing"}[1h])) > 0',
+                "sum(shopper_exporter_source_up) > 0",
+                # The recording rules evaluated at least once after that (every second here).
+                "job:shopper_cart_abandonment:ratio1h",
+                "job_stage:shopper_funnel_conversion:ratio1h",
+            )
+
+            def missing() -> list[str]:
+                return [e for e in awaited if not running.promql(e)["data"]["result"]]
 
             try:
-                wait_until(traffic_seen, timeout=120, interval=1)
-                # The recording rules need one evaluation after that (every second here).
-                wait_until(
-                    lambda: running.promql("job:shopper_cart_abandonment:ratio1h")["data"][
-                        "result"
-                    ],
-                    timeout=30,
-                    interval=0.5,
-                )
-            except AssertionError as err:
+                wait_until(lambda: not missing(), timeout=120, interval=1)
+            except AssertionError:
                 raise AssertionError(
-                    f"{err}\n--- prometheus log ---\n{prometheus.log()}"
+                    f"still empty after 120s: {missing()}"
+                    f"\n--- prometheus log ---\n{prometheus.log()}"
                     f"\n--- exporter log ---\n{exporter.log()[-3000:]}"
+                    f"\n--- demo log ---\n{(tmp / 'demo.log').read_text()[-2000:]}"
                 ) from None
             yield running
 
@@ -247,7 +247,7 @@ def test_recording_rule_records_a_series(stack: Stack, name: str) -> None:
 
 
 def test_recorded_ratios_are_plausible(stack: Stack) -> None:
-    """The abandonment ratio lies in (0, 1); the funnel is relative to browsing, all stages seen."""
+    """The abandonment ratio lies in (0, 1); the funnel is relative to browsing and reaches orders."""
     (ratio,) = stack.promql("job:shopper_cart_abandonment:ratio1h")["data"]["result"]
     assert 0 < float(ratio["value"][1]) < 1
     funnel = {
@@ -258,7 +258,7 @@ def test_recorded_ratios_are_plausible(stack: Stack) -> None:
     # Within a short window later stages can outnumber browsing (sessions that started
     # browsing before Prometheus did), so only presence is checked, not the funnel's order.
     assert set(funnel) == {"browsing", "cart", "checkout", "order"}
-    assert min(funnel.values()) > 0
+    assert funnel["order"] > 0
 
 
 @pytest.mark.parametrize("rule", alert_rules(), ids=lambda rule: rule["alert"])
