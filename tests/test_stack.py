@@ -247,7 +247,7 @@ def test_recording_rule_records_a_series(stack: Stack, name: str) -> None:
 
 
 def test_recorded_ratios_are_plausible(stack: Stack) -> None:
-    """The abandonment ratio lies in (0, 1); the funnel is relative to browsing and reaches orders."""
+    """The abandonment ratio lies in (0, 1); the funnel is relative to browsing, with orders."""
     (ratio,) = stack.promql("job:shopper_cart_abandonment:ratio1h")["data"]["result"]
     assert 0 < float(ratio["value"][1]) < 1
     funnel = {
