@@ -11,12 +11,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Final
 
-from exporter.eventlog import EventLog
+from exporter.eventlog import EventLog, LoggedEvent
+from exporter.loki.index import StreamIndex
 from exporter.loki.logql import (
     COMPARISONS,
     SET_OPS,
     BinaryOp,
-    Expr,
     Grouping,
     LogQuery,
     MetricExpr,
@@ -33,7 +33,8 @@ from exporter.store import ShopperStore
 
 MAX_STEPS: Final = 11_000
 MAX_SERIES: Final = 10_000
-QUERY_TIMEOUT: Final = 30.0
+QUERY_TIMEOUT: Final = 10.0
+"""Seconds a query may run: evaluation shares the event loop with ingestion."""
 _CHECK_EVERY: Final = 1024
 
 LabelsKey = tuple[tuple[str, str], ...]
@@ -56,6 +57,7 @@ class Sources:
     log: EventLog
     store: ShopperStore
     labeller: StreamLabeller
+    index: StreamIndex | None = None
 
 
 @dataclass(slots=True)
@@ -99,35 +101,73 @@ def _event_entries(
     end_ns: int,
     *,
     backward: bool,
+    keeps_line: Callable[[str], bool] | None,
     stats: Stats,
     deadline: _Deadline,
 ) -> Iterator[Entry]:
-    """Events logged in [start_ns, end_ns) whose stream the selector picks."""
+    """Events logged in [start_ns, end_ns) whose stream the selector picks.
+
+    Stream labels are shared dicts (one per label set), so they are never changed downstream.
+    The line test runs first: it is a substring search, cheaper than working out the labels.
+    """
     labeller = sources.labeller
     # Stream labels are never empty, so {} marks a stream the selector refused.
     picked: dict[EventKey, Labels] = {}
-    seen = 0
-    for logged in sources.log.between(start_ns, end_ns, backward=backward):
-        seen += 1
-        if seen % _CHECK_EVERY == 0:
-            deadline.check()
-        event = logged.event
-        props = event.props
-        key = (event.type, props.get("activity"), props.get("membership"))
-        labels = picked.get(key)
-        if labels is None:
-            stream = labeller.for_key(key)
-            labels = picked[key] = stream if selector.matches(stream) else {}
-        if not labels:
-            continue
-        line = logged.line
-        stats.lines += 1
-        stats.bytes += len(line)
-        yield logged.ts_ns, line, labels
+    seen = size = 0
+    try:
+        for logged in _candidates(sources, selector, start_ns, end_ns, backward=backward):
+            line = logged.line
+            seen += 1
+            size += len(line)
+            if seen % _CHECK_EVERY == 0:
+                deadline.check()
+            if keeps_line is not None and not keeps_line(line):
+                continue
+            event = logged.event
+            props = event.props
+            key = (event.type, props.get("activity"), props.get("membership"))
+            labels = picked.get(key)
+            if labels is None:
+                stream = labeller.for_key(key)
+                labels = picked[key] = stream if selector.matches(stream) else {}
+            if labels:
+                yield logged.ts_ns, line, labels
+    finally:
+        stats.lines += seen
+        stats.bytes += size
+
+
+SCAN_SHARE: Final = 0.6
+"""Above this share of the log, a plain scan beats visiting a selector's streams by id."""
+
+
+def _candidates(
+    sources: Sources, selector: StreamSelector, start_ns: int, end_ns: int, *, backward: bool
+) -> Iterator[LoggedEvent]:
+    """Events in the time window that may belong to the selector's streams, in time order."""
+    log, index = sources.log, sources.index
+    if index is None:
+        return log.between(start_ns, end_ns, backward=backward)
+    index.refresh()
+    labeller = sources.labeller
+    keys, picked, total = index.share(lambda key: selector.matches(labeller.for_key(key)))
+    if picked >= total * SCAN_SHARE:
+        return log.between(start_ns, end_ns, backward=backward)
+    first = next(log.between(start_ns, end_ns), None)
+    last = next(log.between(start_ns, end_ns, backward=True), None)
+    if first is None or last is None:
+        return iter(())
+    return index.events(keys, first.id, last.id, backward=backward)
 
 
 def _state_entries(
-    sources: Sources, selector: StreamSelector, ts_ns: int, *, oldest_first: bool, stats: Stats
+    sources: Sources,
+    selector: StreamSelector,
+    ts_ns: int,
+    *,
+    oldest_first: bool,
+    keeps_line: Callable[[str], bool] | None,
+    stats: Stats,
 ) -> Iterator[Entry]:
     """Each current shopper's state line, stamped `ts_ns`, if the selector picks the stream."""
     store = sources.store
@@ -137,7 +177,8 @@ def _state_entries(
         line = state_line(store, shopper)
         stats.lines += 1
         stats.bytes += len(line)
-        yield ts_ns, line, labels
+        if keeps_line is None or keeps_line(line):
+            yield ts_ns, line, labels
 
 
 def _might_pick_state(selector: StreamSelector) -> bool:
@@ -155,17 +196,32 @@ def entries(
     state_ns: int,
     stats: Stats,
     deadline: _Deadline,
+    keeps_line: Callable[[str], bool] | None = None,
 ) -> Iterator[Entry]:
     """Both streams' entries in [start_ns, end_ns), in time order (newest first if backward)."""
     selector = query.selector
     events = _event_entries(
-        sources, selector, start_ns, end_ns, backward=backward, stats=stats, deadline=deadline
+        sources,
+        selector,
+        start_ns,
+        end_ns,
+        backward=backward,
+        keeps_line=keeps_line,
+        stats=stats,
+        deadline=deadline,
     )
     with_state = _might_pick_state(selector) and start_ns <= state_ns < end_ns
     if not with_state:
         yield from events
         return
-    state = _state_entries(sources, selector, state_ns, oldest_first=not backward, stats=stats)
+    state = _state_entries(
+        sources,
+        selector,
+        state_ns,
+        oldest_first=not backward,
+        keeps_line=keeps_line,
+        stats=stats,
+    )
     # Shoppers are stamped at the end of the range, so they are the newest entries.
     if backward:
         yield from state
@@ -192,6 +248,23 @@ class Streams:
             slot = self.streams[key] = (labels, [])
         slot[1].append((ts, line))
         self.count += 1
+
+    def add_all(self, source: Iterator[Entry], limit: int) -> None:
+        """Take up to `limit` entries whose labels are shared stream dicts (as from `entries`).
+
+        Each label set's slot is found by the dict's identity: no sorting per entry.
+        """
+        slots: dict[int, list[tuple[int, str]]] = {}
+        for ts, line, labels in source:
+            values = slots.get(id(labels))
+            if values is None:
+                key = labels_key(labels)
+                slot = self.streams.setdefault(key, (labels, []))
+                values = slots[id(labels)] = slot[1]
+            values.append((ts, line))
+            self.count += 1
+            if self.count >= limit:
+                return
 
 
 def run_log_query(
@@ -221,14 +294,11 @@ def run_log_query(
         state_ns=state_ns,
         stats=stats,
         deadline=deadline,
+        keeps_line=pipeline.line_test,
     )
     if pipeline.only_line_tests:
-        keeps = pipeline.keeps_line
-        for ts, line, labels in source:
-            if keeps(line):
-                out.add(ts, line, labels)
-                if out.count >= limit:
-                    break
+        # Nothing changes lines or labels: filter lines while scanning, group by stream.
+        out.add_all(source, limit)
         return out
     for ts, line, labels in source:
         result = pipeline.run(ts, line, labels)
@@ -359,13 +429,19 @@ class MetricEvaluator:
             state_ns=steps[-1] - agg.offset_ns,
             stats=self.stats,
             deadline=self.deadline,
+            keeps_line=extractor.before.line_test,
         )
         keys: dict[int, LabelsKey] = {}
+        plain = extractor.passes_all
         for ts, line, labels in source:
-            sample = extractor.extract(ts, line, labels)
-            if sample is None:
-                continue
-            value, final = sample
+            if plain:
+                value = float(len(line.encode())) if mode == "bytes" else 1.0
+                final = labels
+            else:
+                sample = extractor.extract(ts, line, labels)
+                if sample is None:
+                    continue
+                value, final = sample
             if ERROR_LABEL in final:
                 raise QueryError(_format_error(final))
             # Stream labels are shared dicts, so their key is worth remembering by identity.
@@ -668,8 +744,3 @@ def range_steps(start_ns: int, end_ns: int, step_ns: int) -> list[int]:
             "try decreasing the query resolution (?step=XX)"
         )
     return list(range(start_ns, end_ns + 1, step_ns))
-
-
-def expression_kind(expr: Expr) -> str:
-    """ "streams" for log queries, "metric" otherwise."""
-    return "streams" if isinstance(expr, LogQuery) else "metric"

@@ -1115,8 +1115,3 @@ def parse(text: str) -> Expr:
         return _Parser(text).parse()
     except RecursionError:
         raise ParseError("query is nested too deeply", 1, 1) from None
-
-
-def is_log_query(expr: Expr) -> bool:
-    """True for a selector with its pipeline (streams), False for a metric query."""
-    return isinstance(expr, LogQuery)

@@ -38,13 +38,19 @@ LABEL_FILTER_ERROR: Final = "LabelFilterErr"
 SAMPLE_ERROR: Final = "SampleExtractionErr"
 _UNSAFE_KEY: Final = re.compile(r"[^A-Za-z0-9_]")
 _FAIL, _PASS, _ERROR = 0, 1, 2
+_SANITIZED: dict[str, str] = {}
 
 
 def sanitize_key(key: str) -> str:
     """A label name from any key: other characters become `_`, and it never starts a digit."""
-    name = _UNSAFE_KEY.sub("_", key)
-    if not name or name[0].isdigit():
-        name = "_" + name
+    name = _SANITIZED.get(key)
+    if name is None:
+        name = _UNSAFE_KEY.sub("_", key)
+        if not name or name[0].isdigit():
+            name = "_" + name
+        # Lines repeat the same few keys; remember them, within bounds.
+        if len(_SANITIZED) < 10_000:
+            _SANITIZED[key] = name
     return name
 
 
@@ -71,14 +77,24 @@ def _add_parsed(out: Labels, base: Labels, name: str, value: str) -> None:
 
 
 def _flatten(obj: dict[str, Any], prefix: str, out: Labels, base: Labels) -> None:
+    # The hottest loop of `| json`: type checks are inlined for the common flat values.
     for key, value in obj.items():
-        name = prefix + sanitize_key(str(key)) if prefix else sanitize_key(str(key))
-        if isinstance(value, dict):
+        name = _SANITIZED.get(key) or sanitize_key(str(key))
+        if prefix:
+            name = prefix + name
+        kind = type(value)
+        if kind is str:
+            text = value
+        elif kind is dict:
             _flatten(value, name + "_", out, base)
-        elif isinstance(value, list):
+            continue
+        elif kind is list:
             continue  # arrays are skipped, as Loki does
         else:
-            _add_parsed(out, base, name, json_scalar(value))
+            text = json_scalar(value)
+        if name in base:
+            name += "_extracted"
+        out[name] = text
 
 
 def _follow(obj: Any, path: tuple[str | int, ...]) -> Any:
@@ -410,9 +426,15 @@ class Pipeline:
         """True when nothing after the line filters can change the line or the labels."""
         return not self.stages
 
-    def keeps_line(self, line: str) -> bool:
-        """Whether the leading line filters keep this line."""
-        return all(test(line) for test in self.line_tests)
+    @property
+    def line_test(self) -> Callable[[str], bool] | None:
+        """One test for all leading line filters (None when there are none): the hot path."""
+        tests = self.line_tests
+        if not tests:
+            return None
+        if len(tests) == 1:
+            return tests[0]
+        return lambda line: all(test(line) for test in tests)
 
     def run(self, ts: int, line: str, labels: Labels) -> tuple[str, Labels] | None:
         """The line and labels after every stage, or None when a stage drops it."""
@@ -441,6 +463,9 @@ class SampleExtractor:
             self.unwrap = unwrap
             self.before, self.after = Pipeline(stages[:cut]), Pipeline(stages[cut + 1 :])
         self.mode = mode
+        self.passes_all = self.unwrap is None and not self.before.stages and not self.after.stages
+        """True when, past the leading line filters (`before.line_test`, which the caller runs
+        while scanning), every entry is kept unchanged; its value then depends only on `mode`."""
 
     def extract(self, ts: int, line: str, labels: Labels) -> tuple[float, Labels] | None:
         """(value, series labels) for one entry, or None when the pipeline drops it."""

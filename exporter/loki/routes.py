@@ -21,6 +21,7 @@ from exporter.loki.evaluate import (
     run_log_query,
 )
 from exporter.loki.forward import forwarding
+from exporter.loki.index import INDEX, StreamIndex
 from exporter.loki.logql import Expr, LogQuery, ParseError, StreamSelector, parse
 from exporter.loki.params import (
     ParamError,
@@ -45,7 +46,7 @@ INSTANT_LOG_QUERY = (
 
 def sources(app: web.Application) -> Sources:
     """What queries read, from the application."""
-    return Sources(app[EVENT_LOG], app[STORE], app[LABELLER])
+    return Sources(app[EVENT_LOG], app[STORE], app[LABELLER], app[INDEX])
 
 
 def text_error(message: str, status: int = 400) -> web.Response:
@@ -195,6 +196,7 @@ async def handle_ready(request: web.Request) -> web.Response:
 def setup_loki(app: web.Application) -> None:
     """The Loki-compatible API over the event log and shopper state, plus forwarding."""
     app[LABELLER] = StreamLabeller(app[SETTINGS].label_cap)
+    app[INDEX] = StreamIndex(app[EVENT_LOG])
     router = app.router
     for path, handler in (
         ("/query_range", handle_query_range),

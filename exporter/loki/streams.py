@@ -84,11 +84,6 @@ class StreamLabeller:
     def for_shopper(self, shopper: Shopper) -> dict[str, str]:
         return self.for_state(shopper.online, shopper.membership)
 
-    def state_label_sets(self) -> list[dict[str, str]]:
-        """Every label set the state stream can have with the memberships seen so far."""
-        memberships = [*self._membership.values(), UNKNOWN, OTHER]
-        return [self.for_state(online, m) for online in (True, False) for m in memberships]
-
 
 def state_lines(
     store: ShopperStore, labeller: StreamLabeller, *, oldest_first: bool = False

@@ -14,6 +14,7 @@ from exporter.eventlog import Frame
 from exporter.keys import EVENT_LOG, HUB, SETTINGS, STATUS, STORE, STREAMS
 from exporter.loki import encode
 from exporter.loki.evaluate import QueryError, Sources, Stats, Streams, run_log_query
+from exporter.loki.index import INDEX
 from exporter.loki.logql import LogQuery, ParseError, parse
 from exporter.loki.params import HOUR_NS, ParamError, parse_limit, parse_time
 from exporter.loki.pipeline import Pipeline
@@ -113,7 +114,7 @@ async def handle_tail(request: web.Request) -> web.StreamResponse:
         # Subscribing and reading the backlog happen with no await between, so nothing is
         # missed or sent twice.
         recent = run_log_query(
-            Sources(app[EVENT_LOG], app[STORE], app[LABELLER]),
+            Sources(app[EVENT_LOG], app[STORE], app[LABELLER], app[INDEX]),
             query,
             start,
             time.time_ns(),

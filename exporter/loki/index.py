@@ -1,0 +1,91 @@
+"""An index of event-log ids by stream, kept up to date as queries need it.
+
+A selector that picks a few streams (say `type=~"cart_.*"`) then visits only those streams'
+events instead of the whole ring. Ids are appended in log order, so each list stays sorted.
+"""
+
+from __future__ import annotations
+
+from array import array
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable, Iterator
+from itertools import chain
+
+from aiohttp import web
+
+from exporter.eventlog import EventLog, LoggedEvent
+from exporter.loki.streams import EventKey
+
+
+class StreamIndex:
+    """Event ids per stream key (type, activity, membership), built incrementally."""
+
+    def __init__(self, log: EventLog) -> None:
+        self.log = log
+        self._ids: dict[EventKey, array[int]] = {}
+        self._indexed = 0
+        self._trimmed_below = 0
+
+    def refresh(self) -> None:
+        """Index events logged since the last call; forget ids that left the ring."""
+        log = self.log
+        ids = self._ids
+        for logged in log.after(self._indexed):
+            event = logged.event
+            props = event.props
+            key = (event.type, props.get("activity"), props.get("membership"))
+            bucket = ids.get(key)
+            if bucket is None:
+                bucket = ids[key] = array("q")
+            bucket.append(logged.id)
+        self._indexed = log.last_id
+        first = log.first_id
+        # Trimming is O(streams); doing it once per half ring keeps it amortized.
+        if first - self._trimmed_below > log.capacity // 2:
+            for key in list(ids):
+                bucket = ids[key]
+                cut = bisect_left(bucket, first)
+                if cut == len(bucket):
+                    del ids[key]
+                elif cut:
+                    del bucket[:cut]
+            self._trimmed_below = first
+
+    def share(self, wanted: Callable[[EventKey], bool]) -> tuple[list[EventKey], int, int]:
+        """(keys a selector wants, ids held under them, ids held overall)."""
+        keys, picked, total = [], 0, 0
+        for key, bucket in self._ids.items():
+            total += len(bucket)
+            if wanted(key):
+                keys.append(key)
+                picked += len(bucket)
+        return keys, picked, total
+
+    def events(
+        self, keys: list[EventKey], first_id: int, last_id: int, *, backward: bool
+    ) -> Iterator[LoggedEvent]:
+        """Held events of these streams with ids in [first_id, last_id], in id order."""
+        first_id = max(first_id, self.log.first_id)
+        runs = []
+        for key in keys:
+            bucket = self._ids.get(key)
+            if bucket is None:
+                continue
+            lo = bisect_left(bucket, first_id)
+            hi = bisect_right(bucket, last_id)
+            if hi > lo:
+                runs.append(bucket[lo:hi])
+        if not runs:
+            return
+        # Sorting already sorted runs is a merge in C; cheaper than a Python heap merge.
+        merged = sorted(chain.from_iterable(runs)) if len(runs) > 1 else list(runs[0])
+        if backward:
+            merged.reverse()
+        get = self.log.get
+        for event_id in merged:
+            logged = get(event_id)
+            if logged is not None:
+                yield logged
+
+
+INDEX = web.AppKey("loki_index", StreamIndex)
