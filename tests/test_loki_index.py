@@ -6,6 +6,7 @@ import pytest
 
 from exporter.eventlog import EventLog
 from exporter.events import ShoppingEvent
+from exporter.loki.catalog import streams_in_range
 from exporter.loki.evaluate import Sources, Stats, evaluate_metric, run_log_query
 from exporter.loki.index import StreamIndex
 from exporter.loki.logql import LogQuery, MetricExpr, parse
@@ -97,3 +98,20 @@ def test_metric_queries_agree(query: str) -> None:
     first = evaluate_metric(indexed, metric, steps, Stats())
     second = evaluate_metric(scanned, metric, steps, Stats())
     assert first == second
+
+
+@pytest.mark.parametrize("selector", ["", '{type=~"cart_add|search"}', '{membership="Free"}'])
+def test_catalog_counts_agree(selector: str) -> None:
+    """Label discovery from the index counts the same entries per stream as a full scan."""
+    indexed, _ = filled(64, 300)
+    selectors = []
+    if selector:
+        expr = parse(selector)
+        assert isinstance(expr, LogQuery)
+        selectors.append(expr.selector)
+    window = (100 * SECOND, 280 * SECOND)
+    counted = streams_in_range(indexed, selectors, *window)
+    scanned = streams_in_range(indexed, selectors, *window, with_bytes=True)
+    assert {k: t.entries for k, t in counted.items()} == {k: t.entries for k, t in scanned.items()}
+    assert counted
+    assert all(t.bytes > 0 for t in scanned.values())

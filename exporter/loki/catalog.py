@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from exporter.loki.evaluate import LabelsKey, Sources, labels_key
+from exporter.loki.index import StreamIndex
 from exporter.loki.logql import StreamSelector
 from exporter.loki.pipeline import Labels
 from exporter.loki.streams import EventKey
@@ -24,9 +26,12 @@ def streams_in_range(
     selectors: list[StreamSelector],
     start_ns: int,
     end_ns: int,
+    *,
+    with_bytes: bool = False,
 ) -> dict[LabelsKey, StreamTotals]:
     """Streams with entries in [start_ns, end_ns) that any selector picks (all when none).
 
+    Entry counts come from the stream index; bytes (only when asked) need every line read.
     The shopper-state stream counts whenever there are shoppers: its entries are stamped at
     each query's end, so it always has something to show.
     """
@@ -35,6 +40,42 @@ def streams_in_range(
         return not selectors or any(s.matches(labels) for s in selectors)
 
     found: dict[LabelsKey, StreamTotals] = {}
+    labeller = sources.labeller
+    if sources.index is not None and not with_bytes:
+        for key, held in _counts(sources, sources.index, start_ns, end_ns).items():
+            labels = labeller.for_key(key)
+            if picked(labels):
+                found.setdefault(labels_key(labels), StreamTotals(labels)).entries += held
+    else:
+        _scan(sources, picked, start_ns, end_ns, found)
+    store = sources.store
+    for shopper in store.newest(limit=len(store)):
+        labels = labeller.for_shopper(shopper)
+        if picked(labels):
+            totals = found.setdefault(labels_key(labels), StreamTotals(labels))
+            totals.entries += 1
+    return found
+
+
+def _counts(
+    sources: Sources, index: StreamIndex, start_ns: int, end_ns: int
+) -> dict[EventKey, int]:
+    log = sources.log
+    first = next(log.between(start_ns, end_ns), None)
+    last = next(log.between(start_ns, end_ns, backward=True), None)
+    if first is None or last is None:
+        return {}
+    index.refresh()
+    return index.counts(first.id, last.id)
+
+
+def _scan(
+    sources: Sources,
+    picked: Callable[[Labels], bool],
+    start_ns: int,
+    end_ns: int,
+    found: dict[LabelsKey, StreamTotals],
+) -> None:
     by_event: dict[EventKey, StreamTotals | None] = {}
     labeller = sources.labeller
     for logged in sources.log.between(start_ns, end_ns):
@@ -52,10 +93,3 @@ def streams_in_range(
             by_event[key] = totals
         totals.entries += 1
         totals.bytes += len(logged.line)
-    store = sources.store
-    for shopper in store.newest(limit=len(store)):
-        labels = labeller.for_shopper(shopper)
-        if picked(labels):
-            totals = found.setdefault(labels_key(labels), StreamTotals(labels))
-            totals.entries += 1
-    return found

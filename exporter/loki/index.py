@@ -61,6 +61,16 @@ class StreamIndex:
                 picked += len(bucket)
         return keys, picked, total
 
+    def counts(self, first_id: int, last_id: int) -> dict[EventKey, int]:
+        """Held events per stream key with ids in [first_id, last_id]."""
+        first_id = max(first_id, self.log.first_id)
+        out: dict[EventKey, int] = {}
+        for key, bucket in self._ids.items():
+            held = bisect_right(bucket, last_id) - bisect_left(bucket, first_id)
+            if held > 0:
+                out[key] = held
+        return out
+
     def events(
         self, keys: list[EventKey], first_id: int, last_id: int, *, backward: bool
     ) -> Iterator[LoggedEvent]:

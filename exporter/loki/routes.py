@@ -179,7 +179,7 @@ async def handle_index_stats(request: web.Request) -> web.Response:
         selectors, start, end = _metadata_scope(request.query)
     except (ParseError, ParamError) as err:
         return text_error(str(err))
-    found = streams_in_range(sources(request.app), selectors, start, end)
+    found = streams_in_range(sources(request.app), selectors, start, end, with_bytes=True)
     entries = sum(t.entries for t in found.values())
     size = sum(t.bytes for t in found.values())
     body = {"streams": len(found), "chunks": len(found), "entries": entries, "bytes": size}
