@@ -551,3 +551,12 @@ async def test_unknown_event_types_are_labelled_other(aiohttp_client: ClientFact
     [(_, line)] = lines(body)
     assert line["type"] == "price_drop_seen"
     assert body["data"]["result"][0]["stream"]["type"] == "other"
+
+
+async def test_query_range_accepts_form_posts(loki: Client) -> None:
+    """Like Loki, query_range also takes its parameters as a form POST."""
+    form = {"query": '{type="search"}', "start": str(T0), "end": str(T0 + 60 * SECOND)}
+    resp = await loki.post("/loki/api/v1/query_range", data=form)
+    assert resp.status == 200
+    body = await resp.json()
+    assert len(lines(body)) == 3
