@@ -36,6 +36,7 @@ from exporter.keys import (
 )
 from exporter.loki.routes import setup_loki
 from exporter.settings import Settings
+from exporter.sources import setup_sources
 from exporter.status import ServiceStatus
 from exporter.store import ShopperStore
 
@@ -137,6 +138,7 @@ def create_app(settings: Settings) -> web.Application:
     setup_demo(app)
     setup_openapi(app)
     setup_loki(app)
+    setup_sources(app)
     app.router.add_get("/metrics", make_aiohttp_handler(app[REGISTRY]))
     app.cleanup_ctx.append(_snapshots)
     app.cleanup_ctx.append(_background)
