@@ -19,6 +19,7 @@ from exporter.api.ingest import setup_ingest
 from exporter.api.openapi import setup_openapi
 from exporter.api.pages import setup_pages
 from exporter.api.shoppers import setup_shoppers
+from exporter.api.stream import setup_stream
 from exporter.collector import ShopperCollector, build_registry
 from exporter.demo import DemoControl
 from exporter.eventlog import EventLog, Hub
@@ -138,6 +139,7 @@ def create_app(settings: Settings) -> web.Application:
     setup_demo(app)
     setup_openapi(app)
     setup_loki(app)
+    setup_stream(app)
     setup_sources(app)
     app.router.add_get("/metrics", make_aiohttp_handler(app[REGISTRY]))
     app.cleanup_ctx.append(_snapshots)

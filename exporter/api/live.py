@@ -1,0 +1,130 @@
+"""What a live subscriber (SSE or WebSocket) reads: missed events from the log, then live frames."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from exporter.eventlog import EventLog, Frame, Hub, LoggedEvent
+
+FRAME_KINDS = ("user_metric", "event", "summary")
+
+
+class FilterError(ValueError):
+    """A subscription asked for something that does not exist (an unknown frame type)."""
+
+
+@dataclass(frozen=True, slots=True)
+class FrameFilter:
+    """Which frames a subscriber wants: by kind, and by shopper for shopper frames.
+
+    `user` narrows event and user_metric frames to one shopper; summary frames are about the
+    whole shop, so only `kinds` decides whether they are sent.
+    """
+
+    kinds: frozenset[str] = frozenset(FRAME_KINDS)
+    user: str | None = None
+
+    @classmethod
+    def parse(cls, kinds: Iterable[str] | None, user: str | None) -> FrameFilter:
+        """A filter from request values; raises FilterError for unknown kinds."""
+        wanted = frozenset(FRAME_KINDS) if kinds is None else frozenset(kinds)
+        unknown = sorted(wanted - set(FRAME_KINDS))
+        if unknown:
+            raise FilterError(
+                f"unknown frame type(s) {', '.join(unknown)}; known: {', '.join(FRAME_KINDS)}"
+            )
+        if not wanted:
+            raise FilterError("no frame type asked for")
+        return cls(wanted, user or None)
+
+    @property
+    def everything(self) -> bool:
+        return self.user is None and len(self.kinds) == len(FRAME_KINDS)
+
+    def matches(self, frame: Frame) -> bool:
+        if frame.kind not in self.kinds:
+            return False
+        return self.user is None or frame.user_id is None or frame.user_id == self.user
+
+
+def split_kinds(value: str | None) -> list[str] | None:
+    """`"event,summary"` → `["event", "summary"]`; absent or blank means every kind."""
+    if value is None or not value.strip():
+        return None
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def parse_event_id(value: object) -> int | None:
+    """A Last-Event-ID / lastEventId value; anything that is not a non-negative integer is None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if value >= 0 else None
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return None
+
+
+def event_frame(logged: LoggedEvent) -> Frame:
+    """The live frame of a logged event (the same shape the ingestor publishes)."""
+    data = f'{{"id":{logged.id},{logged.line[1:]}'
+    return Frame("event", logged.id, data, logged.event.user_id, logged.event.type)
+
+
+class LiveFeed:
+    """A subscriber's frames: the events it missed (resume), then live frames, without gap or
+    duplicate.
+
+    The hub subscription and the replay snapshot are taken in the same loop tick, so every event
+    logged later arrives live and every earlier one is in the replay.
+    """
+
+    def __init__(
+        self,
+        hub: Hub,
+        log: EventLog,
+        wanted: FrameFilter,
+        last_event_id: int | None,
+        max_backlog: int,
+    ) -> None:
+        self.wanted = wanted
+        self._sub = hub.subscribe(max_backlog)
+        self._replay: list[Frame] = []
+        self._skip_to = 0
+        # An id above anything logged comes from before a restart (ids start again at 1):
+        # there is nothing to replay, and skipping would hide the new events.
+        if last_event_id is not None and last_event_id <= log.last_id:
+            if "event" in wanted.kinds:
+                self._replay = [
+                    frame
+                    for frame in map(event_frame, log.after(last_event_id))
+                    if wanted.matches(frame)
+                ]
+            self._skip_to = log.last_id
+
+    @property
+    def closed(self) -> bool:
+        """True once the hub shut down (service stopping) or the feed was closed."""
+        return self._sub.closed
+
+    @property
+    def dropped(self) -> int:
+        return self._sub.dropped
+
+    async def next_batch(self, wait: float | None = None) -> list[Frame]:
+        """The next frames for this subscriber; empty after `wait` seconds without any."""
+        if self._replay:
+            replay, self._replay = self._replay, []
+            return replay
+        frames = await self._sub.next_batch(wait)
+        if self._skip_to:
+            frames = [f for f in frames if f.kind != "event" or f.id > self._skip_to]
+            if frames and frames[-1].id > self._skip_to:
+                self._skip_to = 0  # ids only grow: nothing older can follow
+        if self.wanted.everything:
+            return frames
+        return [f for f in frames if self.wanted.matches(f)]
+
+    def close(self) -> None:
+        self._sub.close()

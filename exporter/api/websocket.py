@@ -1,0 +1,163 @@
+"""GET /ws: push updates in (each message answered with an ack) and subscribe to live frames.
+
+Inbound, every body shape the HTTP API takes, plus `{"type": "user_metric", "metric": {...}}` and
+`{"type": "event", "event": {...}}`. Control messages: `{"type": "subscribe", "types": [...],
+"user": id, "lastEventId": n}` (all optional) and `{"type": "unsubscribe"}`. Outbound frames use
+the brief's shapes: `{"type": "user_metric", "metric": {...}}`, `{"type": "event", "event": {...}}`,
+`{"type": "summary", "summary": {...}}`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import orjson
+from aiohttp import WebSocketError, WSCloseCode, WSMsgType, web
+
+from exporter.api.live import FilterError, FrameFilter, LiveFeed, parse_event_id
+from exporter.eventlog import Frame
+from exporter.keys import EVENT_LOG, HUB, INGESTOR, SETTINGS, STATUS, STREAMS
+from exporter.model import BodyError, parse_json
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_SECONDS = 30.0
+"""Ping idle peers this often, so dead connections are noticed and their subscription ends."""
+
+_PAYLOAD_KEY = {"user_metric": "metric", "event": "event", "summary": "summary"}
+
+
+def ws_text(frame: Frame) -> str:
+    """One frame as the brief's WebSocket message (the data is already JSON)."""
+    return f'{{"type":"{frame.kind}","{_PAYLOAD_KEY[frame.kind]}":{frame.data}}}'
+
+
+def _error(reason: str, message: str) -> bytes:
+    return orjson.dumps({"type": "error", "error": reason, "message": message})
+
+
+class LiveSocket:
+    """One /ws connection: applies pushed bodies and, once subscribed, sends live frames."""
+
+    def __init__(self, app: web.Application, ws: web.WebSocketResponse) -> None:
+        self.app = app
+        self.ws = ws
+        self._sender: asyncio.Task[None] | None = None
+
+    async def on_message(self, raw: bytes | str) -> None:
+        """Answer one inbound message: an ack, an error, or a subscription change."""
+        ingestor = self.app[INGESTOR]
+        try:
+            body = parse_json(raw)
+        except BodyError as err:
+            ingestor.refuse("ws", err.reason)
+            await self.ws.send_bytes(_error(err.reason, str(err)))
+            return
+        kind = body.get("type") if isinstance(body, dict) else None
+        if kind == "subscribe":
+            await self.subscribe(body)
+        elif kind == "unsubscribe":
+            await self.unsubscribe()
+            await self.ws.send_bytes(b'{"type":"unsubscribed"}')
+        else:
+            try:
+                report = ingestor.ingest(body, "ws")
+            except BodyError as err:
+                await self.ws.send_bytes(_error(err.reason, str(err)))
+                return
+            reply = report.to_json()
+            reply["type"] = "ack"
+            await self.ws.send_bytes(orjson.dumps(reply))
+
+    async def subscribe(self, request: dict[str, Any]) -> None:
+        """Start (or replace) the live subscription this message describes."""
+        kinds = request.get("types")
+        user = request.get("user")
+        try:
+            if kinds is not None and (
+                not isinstance(kinds, list) or not all(isinstance(k, str) for k in kinds)
+            ):
+                raise FilterError("'types' must be an array of frame types")
+            if user is not None and not isinstance(user, str):
+                raise FilterError("'user' must be a userId string")
+            wanted = FrameFilter.parse(kinds, user)
+        except FilterError as err:
+            await self.ws.send_bytes(_error("invalid", str(err)))
+            return
+        await self.unsubscribe()
+        app = self.app
+        feed = LiveFeed(
+            app[HUB],
+            app[EVENT_LOG],
+            wanted,
+            parse_event_id(request.get("lastEventId")),
+            app[SETTINGS].stream_backlog,
+        )
+        await self.ws.send_bytes(
+            orjson.dumps(
+                {
+                    "type": "subscribed",
+                    "types": sorted(wanted.kinds),
+                    "user": wanted.user,
+                    "lastEventId": app[EVENT_LOG].last_id,
+                }
+            )
+        )
+        app[STATUS].streams["ws"] += 1
+        self._sender = asyncio.create_task(self._send_live(feed), name="ws live frames")
+
+    async def unsubscribe(self) -> None:
+        """Stop sending live frames (no-op when not subscribed)."""
+        sender, self._sender = self._sender, None
+        if sender is not None:
+            sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sender
+
+    async def _send_live(self, feed: LiveFeed) -> None:
+        try:
+            while not feed.closed:
+                for frame in await feed.next_batch():
+                    await self.ws.send_str(ws_text(frame))
+        except ConnectionResetError:
+            pass  # the peer went away; the receive loop ends too
+        finally:
+            feed.close()
+            self.app[STATUS].streams["ws"] -= 1
+
+
+async def handle_ws(request: web.Request) -> web.WebSocketResponse:
+    """Accept a WebSocket; messages over the body limit close it with 1009 (message too big)."""
+    app = request.app
+    # No per-message compression: CPU is the one loop's scarce resource, frames are small.
+    ws = web.WebSocketResponse(
+        max_msg_size=app[SETTINGS].max_body_bytes,
+        compress=False,
+        heartbeat=HEARTBEAT_SECONDS,
+    )
+    await ws.prepare(request)
+    socket = LiveSocket(app, ws)
+    streams = app[STREAMS]
+    streams.add(ws)
+    try:
+        async for msg in ws:
+            if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+                await socket.on_message(msg.data)
+            elif msg.type == WSMsgType.ERROR:
+                error = msg.data
+                if isinstance(error, WebSocketError) and error.code == WSCloseCode.MESSAGE_TOO_BIG:
+                    app[INGESTOR].refuse("ws", "too_large")
+                log.debug("websocket closed on error: %s", error)
+    except ConnectionResetError:
+        pass  # the peer went away mid-reply
+    finally:
+        await socket.unsubscribe()
+        streams.discard(ws)
+    return ws
+
+
+def setup_websocket(app: web.Application) -> None:
+    app.router.add_get("/ws", handle_ws)
