@@ -35,8 +35,12 @@ def ws_text(frame: Frame) -> str:
     return f'{{"type":"{frame.kind}","{_PAYLOAD_KEY[frame.kind]}":{frame.data}}}'
 
 
-def _error(reason: str, message: str) -> bytes:
-    return orjson.dumps({"type": "error", "error": reason, "message": message})
+def _json(body: Any) -> str:
+    return orjson.dumps(body).decode()
+
+
+def _error(reason: str, message: str) -> str:
+    return _json({"type": "error", "error": reason, "message": message})
 
 
 class LiveSocket:
@@ -54,23 +58,23 @@ class LiveSocket:
             body = parse_json(raw)
         except BodyError as err:
             ingestor.refuse("ws", err.reason)
-            await self.ws.send_bytes(_error(err.reason, str(err)))
+            await self.ws.send_str(_error(err.reason, str(err)))
             return
         kind = body.get("type") if isinstance(body, dict) else None
         if kind == "subscribe":
             await self.subscribe(body)
         elif kind == "unsubscribe":
             await self.unsubscribe()
-            await self.ws.send_bytes(b'{"type":"unsubscribed"}')
+            await self.ws.send_str('{"type":"unsubscribed"}')
         else:
             try:
                 report = ingestor.ingest(body, "ws")
             except BodyError as err:
-                await self.ws.send_bytes(_error(err.reason, str(err)))
+                await self.ws.send_str(_error(err.reason, str(err)))
                 return
             reply = report.to_json()
             reply["type"] = "ack"
-            await self.ws.send_bytes(orjson.dumps(reply))
+            await self.ws.send_str(_json(reply))
 
     async def subscribe(self, request: dict[str, Any]) -> None:
         """Start (or replace) the live subscription this message describes."""
@@ -85,7 +89,7 @@ class LiveSocket:
                 raise FilterError("'user' must be a userId string")
             wanted = FrameFilter.parse(kinds, user)
         except FilterError as err:
-            await self.ws.send_bytes(_error("invalid", str(err)))
+            await self.ws.send_str(_error("invalid", str(err)))
             return
         await self.unsubscribe()
         app = self.app
@@ -96,8 +100,8 @@ class LiveSocket:
             parse_event_id(request.get("lastEventId")),
             app[SETTINGS].stream_backlog,
         )
-        await self.ws.send_bytes(
-            orjson.dumps(
+        await self.ws.send_str(
+            _json(
                 {
                     "type": "subscribed",
                     "types": sorted(wanted.kinds),
