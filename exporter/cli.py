@@ -316,7 +316,15 @@ def run_service(argv: Sequence[str]) -> None:
 def _demo_parser() -> _Parser:
     p = _Parser(
         prog="shopper-exporter demo",
-        description="Push realistic demo shopper traffic to a running service over HTTP.",
+        description="Push realistic demo shopper traffic to a running service over HTTP "
+        "or a WebSocket.",
+    )
+    p.option(
+        "--transport",
+        dest="transport",
+        default="http",
+        choices=["http", "ws"],
+        help="http: POST /api/metrics; ws: one streaming WebSocket to /ws, an ack per message",
     )
     p.option(
         "--url",
@@ -355,7 +363,7 @@ def _demo_parser() -> _Parser:
 
 
 async def _push_demo(args: argparse.Namespace) -> None:
-    from exporter.client import MetricsClient, PushError
+    from exporter.client import MetricsClient, PushError, WebSocketPusher
     from exporter.demo import DemoGenerator
 
     generator = DemoGenerator(args.shoppers, args.seed, args.pace)
@@ -366,15 +374,25 @@ async def _push_demo(args: argparse.Namespace) -> None:
     started = last_report = time.monotonic()
     sent = accepted = rejected = sent_at_report = 0
     failing = False
+    pusher: WebSocketPusher | None = None
     async with MetricsClient(args.url) as client:
-        print(f"demo: {args.shoppers} shoppers → {args.url}", flush=True)
+
+        async def push(updates: list[Any], events: list[Any]) -> dict[str, Any]:
+            nonlocal pusher
+            if args.transport == "http":
+                return await client.push_batch(updates, events)
+            if pusher is None or pusher.closed:
+                pusher = await client.connect_websocket()
+            return await pusher.send(updates, events)
+
+        print(f"demo: {args.shoppers} shoppers → {args.url} ({args.transport})", flush=True)
         while not stop.is_set():
             if args.duration is not None and time.monotonic() - started >= args.duration:
                 break
             updates, events = generator.tick(time.time())
             if updates or events:
                 try:
-                    reply = await client.push_batch(updates, events)
+                    reply = await push(updates, events)
                 except (aiohttp.ClientError, PushError, TimeoutError) as err:
                     if not failing:
                         print(f"demo: push failed ({err}); retrying", flush=True)
@@ -400,7 +418,9 @@ async def _push_demo(args: argparse.Namespace) -> None:
         goodbye = generator.stop_all(time.time())
         if goodbye and not failing:
             with contextlib.suppress(aiohttp.ClientError, PushError, TimeoutError):
-                await client.push_bulk_metrics(goodbye)
+                await push(goodbye, [])
+        if pusher is not None:
+            await pusher.close()
     print(f"demo: done, sent {sent} records", flush=True)
 
 

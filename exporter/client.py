@@ -1,7 +1,11 @@
-"""Push client mirroring the brief's metricsService: pushUserMetric, pushBulkMetrics, pushEvents."""
+"""Push client mirroring the brief's metricsService: pushUserMetric, pushBulkMetrics, pushEvents,
+and connectWebSocket (a streaming push connection with an ack per message)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections import deque
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
@@ -17,6 +21,91 @@ class PushError(Exception):
         super().__init__(f"HTTP {status}: {body}")
         self.status = status
         self.body = body
+
+
+_STATUS_BY_REASON = {"not_json": 400, "batch_too_large": 413, "invalid": 422}
+
+
+class WebSocketPusher:
+    """A streaming push connection to `/ws`: every `send` returns the service's ack.
+
+    Sends may overlap (`asyncio.gather`); acks come back in order, so each is matched to its
+    message without waiting for a round trip before the next send.
+    """
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self._ws = ws
+        self._waiting: deque[asyncio.Future[dict[str, Any]]] = deque()
+        self._reader = asyncio.create_task(self._read_replies(), name="ws acks")
+
+    async def __aenter__(self) -> WebSocketPusher:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._ws.closed or self._reader.done()
+
+    async def send(
+        self, metrics: Sequence[Mapping[str, Any]], events: Sequence[Mapping[str, Any]] = ()
+    ) -> dict[str, Any]:
+        """Send updates and events as one message; returns `{"accepted", "ignored", "rejected"}`.
+
+        Raises PushError when the service refuses the message as a whole, and
+        aiohttp.ClientConnectionError when the connection is gone.
+        """
+        body = {"metrics": [dict(m) for m in metrics], "events": [dict(e) for e in events]}
+        return await self.send_body(body)
+
+    async def send_body(self, body: Any) -> dict[str, Any]:
+        """Send any body shape the service accepts; returns its ack."""
+        if self.closed:
+            raise aiohttp.ClientConnectionError("the push WebSocket is closed")
+        reply: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._waiting.append(reply)
+        await self._ws.send_str(orjson.dumps(body).decode())
+        return await reply
+
+    async def _read_replies(self) -> None:
+        try:
+            async for msg in self._ws:
+                if msg.type != aiohttp.WSMsgType.TEXT:
+                    continue
+                reply = orjson.loads(msg.data)
+                kind = reply.get("type") if isinstance(reply, dict) else None
+                if kind not in ("ack", "error") or not self._waiting:
+                    continue  # live frames, if someone subscribed on this socket
+                waiter = self._waiting.popleft()
+                if waiter.done():
+                    continue
+                if kind == "ack":
+                    reply.pop("type")
+                    waiter.set_result(reply)
+                else:
+                    status = _STATUS_BY_REASON.get(str(reply.get("error")), 400)
+                    waiter.set_exception(PushError(status, reply))
+        finally:
+            gone = aiohttp.ClientConnectionError(
+                f"the push WebSocket closed (code {self._ws.close_code})"
+            )
+            while self._waiting:
+                waiter = self._waiting.popleft()
+                if not waiter.done():
+                    waiter.set_exception(gone)
+
+    async def close(self) -> None:
+        """Close the connection; sends still waiting for an ack fail."""
+        await self._ws.close()
+        self._reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._reader
 
 
 class MetricsClient:
@@ -85,6 +174,12 @@ class MetricsClient:
     async def push_events(self, events: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         """Send explicit shopping events (order_completed, cart_add, …)."""
         return await self._post("/api/events", [dict(e) for e in events])
+
+    async def connect_websocket(self, path: str = "/ws") -> WebSocketPusher:
+        """Open a streaming push connection (the brief's connectWebSocket)."""
+        url = "ws" + self.base_url.removeprefix("http") + path
+        ws = await self.session.ws_connect(url, autoping=True, heartbeat=30.0)
+        return WebSocketPusher(ws)
 
     async def push_batch(
         self, metrics: Sequence[Mapping[str, Any]], events: Sequence[Mapping[str, Any]] = ()

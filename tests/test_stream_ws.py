@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -13,10 +14,11 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from exporter.app import create_app
+from exporter.client import MetricsClient, PushError
 from exporter.keys import INGESTOR, STATUS, STORE
 from exporter.settings import Settings
 
-from support import async_wait_until, brief_example, iso, shopper
+from support import ROOT, async_wait_until, brief_example, iso, shopper
 
 
 @pytest.fixture
@@ -41,7 +43,9 @@ async def send(ws: ClientConnection, body: Any) -> dict[str, Any]:
 
 async def recv(ws: ClientConnection) -> dict[str, Any]:
     async with asyncio.timeout(10):
-        reply: dict[str, Any] = orjson.loads(await ws.recv())
+        raw = await ws.recv()
+    assert isinstance(raw, str), "replies and frames are text messages (JSON for browsers)"
+    reply: dict[str, Any] = orjson.loads(raw)
     return reply
 
 
@@ -180,3 +184,40 @@ class TestSubscribe:
             await send(conn, {"type": "subscribe"})
             assert server.app[STATUS].streams["ws"] == 1
         await async_wait_until(lambda: _truthy(server.app[STATUS].streams["ws"] == 0))
+
+
+class TestPusher:
+    async def test_pusher_gets_an_ack_per_message_in_order(self, server: TestServer) -> None:
+        """Overlapping sends on one connection each get their own ack, matched in order."""
+        async with MetricsClient(str(server.make_url("/"))) as client:
+            pusher = await client.connect_websocket()
+            replies = await asyncio.gather(
+                *(pusher.send([shopper(f"u{n}_{i}") for i in range(n)]) for n in range(1, 9))
+            )
+            assert [r["accepted"] for r in replies] == list(range(1, 9))
+            bad = await pusher.send([shopper("ok")], [{"type": "search", "userId": "ok"}])
+            assert bad["accepted"] == 1
+            assert bad["rejected"][0]["kind"] == "event"
+            with pytest.raises(PushError) as refused:
+                await pusher.send_body(42)
+            assert refused.value.status == 422
+            assert (await pusher.send([shopper("after")]))["accepted"] == 1
+            await pusher.close()
+        assert server.app[INGESTOR].received["ws"] == 36 + 2 + 1 + 1
+
+    async def test_demo_pushes_over_a_websocket(self, server: TestServer) -> None:
+        """`shopper-exporter demo --transport ws` streams its traffic through /ws."""
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "exporter", "demo", "--url", str(server.make_url("/")),
+            "--transport", "ws", "--shoppers", "20", "--seed", "3", "--pace", "4",
+            "--duration", "1.5", cwd=ROOT, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        async with asyncio.timeout(30):
+            output, _ = await proc.communicate()
+        text = output.decode()
+        assert proc.returncode == 0, text
+        assert "(ws)" in text
+        assert server.app[INGESTOR].received["ws"] > 0
+        assert server.app[INGESTOR].received.get("http", 0) == 0
+        assert len(server.app[STORE]) > 0
