@@ -249,6 +249,11 @@ class ShopperCollector(Collector):
             status.forward_sent,
         )
         yield _counter(
+            "shopper_exporter_loki_forward_failures",
+            "Failed attempts to ship a batch to the configured Loki (each is retried).",
+            status.forward_failures,
+        )
+        yield _counter(
             "shopper_exporter_loki_forward_dropped_events",
             "Events dropped because the forwarding backlog was full.",
             status.forward_dropped,
