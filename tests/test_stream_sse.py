@@ -112,6 +112,21 @@ class TestFrames:
         metrics = await (await client.get("/metrics")).text()
         assert 'shopper_exporter_stream_subscribers{stream="sse"} 0.0' in metrics
 
+    async def test_filtered_out_frames_do_not_send_keep_alives(self, client: Client) -> None:
+        """Summaries a reader filtered out neither reach it nor trigger keep-alive comments."""
+        resp = await client.get("/api/stream?types=event")
+        hub = client.app[HUB]
+        published = hub.published
+        await async_wait_until(lambda: _truthy(hub.published >= published + 5))
+        await post_events(client, searches(0, 1))
+        received = b""
+        async with asyncio.timeout(10):
+            while b"event: event" not in received:
+                received += await resp.content.readany()
+        assert received.startswith(b"retry: 5000\n")
+        assert b"keep-alive" not in received
+        assert b"summary" not in received
+
     async def test_unknown_type_is_refused(self, client: Client) -> None:
         """Asking for a frame type that does not exist is a 400 naming it."""
         resp = await client.get("/api/stream?types=event,orders")

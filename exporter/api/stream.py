@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
 from exporter.api.live import FilterError, FrameFilter, LiveFeed, parse_event_id, split_kinds
@@ -44,16 +46,21 @@ async def handle_stream(request: web.Request) -> web.StreamResponse:
     streams, status = app[STREAMS], app[STATUS]
     streams.add(response)
     status.streams["sse"] += 1
+    clock = asyncio.get_running_loop().time
     try:
         await response.write(f"retry: {RETRY_MS}\n: connected\n\n".encode())
+        last_write = clock()
         while True:
             frames = await feed.next_batch(KEEP_ALIVE_SECONDS)
             if feed.closed:
                 break
             if frames:
                 await response.write(b"".join(map(sse_bytes, frames)))
-            else:
+            elif clock() - last_write >= KEEP_ALIVE_SECONDS:
                 await response.write(b": keep-alive\n\n")
+            else:
+                continue  # woken by frames this subscriber filters out
+            last_write = clock()
     except ConnectionResetError:
         pass  # the subscriber went away
     finally:
