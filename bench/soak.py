@@ -349,7 +349,9 @@ def report(soak: Soak, final: dict[str, Any], args: argparse.Namespace) -> str:
         "| Online | Live frames/s | /metrics |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    minute_marks = [p for p in samples[:-1] if p["seconds"] % 60 < SAMPLE_EVERY / 2]
+    # One row a minute; the sample taken as the load stops stands for the last minute.
+    by_minute = {round(p["seconds"] / 60): p for p in samples[:-1] if p["seconds"] % 60 < 5}
+    minute_marks = list(by_minute.values())
     previous = samples[0]
     for point in minute_marks:
         lines.append(
