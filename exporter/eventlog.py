@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -173,6 +174,9 @@ class Frame:
     data: str
     user_id: str | None = None
     event_type: str | None = None
+    encoded: dict[str, bytes] = field(default_factory=dict, compare=False, repr=False)
+    """The frame on each wire (SSE, WebSocket), filled on first use: one frame goes to many
+    readers, and is encoded once."""
 
 
 class Subscription:
@@ -245,6 +249,7 @@ class Hub:
         self._dropped = 0
         self._subscribers: set[Subscription] = set()
         self._waiter: asyncio.Future[None] | None = None
+        self.closed = False
 
     @property
     def subscribers(self) -> int:
@@ -262,7 +267,6 @@ class Hub:
         backlog = self.capacity if max_backlog is None else min(max_backlog, self.capacity)
         sub = Subscription(self, self.published, backlog)
         self._subscribers.add(sub)
-        self._ensure_waiter()
         return sub
 
     def _ensure_waiter(self) -> asyncio.Future[None]:
@@ -275,14 +279,24 @@ class Hub:
         self._ring[self.published % self.capacity] = frame
         self.published += 1
         waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-        self._waiter = None
-        if self._subscribers:
-            self._ensure_waiter()
+        if waiter is not None:
+            # Readers make the next waiter when they wait: none is made per frame.
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def changed(self, wait: float | None = None) -> None:
+        """Wait up to `wait` seconds for the next frame (or the shutdown), without reading:
+        for a writer that serves many readers in one pass."""
+        if self.closed:
+            return
+        waiter = self._ensure_waiter()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(waiter), wait)
 
     def close_all(self) -> None:
         """Wake every reader for the last time (shutdown)."""
+        self.closed = True
         for sub in list(self._subscribers):
             sub._catch_up()
             sub.closed = True
@@ -291,9 +305,12 @@ class Hub:
             self._waiter.set_result(None)
 
     def _slice(self, cursor: int) -> list[Frame]:
-        frames: list[Frame] = []
-        for i in range(cursor, self.published):
-            frame = self._ring[i % self.capacity]
-            assert frame is not None
-            frames.append(frame)
-        return frames
+        # List slices, not a loop: every reader takes its slice on every wake.
+        start, end = cursor % self.capacity, self.published % self.capacity
+        if cursor == self.published:
+            frames: list[Frame | None] = []
+        elif start < end:
+            frames = self._ring[start:end]
+        else:
+            frames = self._ring[start:] + self._ring[:end]
+        return cast("list[Frame]", frames)  # published positions are always filled
