@@ -268,18 +268,27 @@ class TestShutdown:
     async def test_shutdown_closes_websockets_going_away_and_ends_sse(
         self, aiohttp_server: Any
     ) -> None:
-        """Stopping the service closes subscribed WebSockets with 1001 and ends SSE streams."""
-        app = create_app(Settings(summary_interval=0.05))
+        """Stopping the service closes subscribed WebSockets with 1001 and ends SSE streams,
+        promptly even for a reader that stopped reading."""
+        app = create_app(Settings(summary_interval=0.05, stream_backlog=100))
         server: TestServer = await aiohttp_server(app)
+        hub = app[HUB]
         async with (
             aiohttp.ClientSession() as session,
             connect(f"ws://127.0.0.1:{server.port}/ws") as ws,
         ):
-            await ws.send(orjson.dumps({"type": "subscribe"}).decode())
+            await ws.send(orjson.dumps({"type": "subscribe", "types": ["summary"]}).decode())
             assert orjson.loads(await ws.recv())["type"] == "subscribed"
-            sse = SseReader(await session.get(server.make_url("/api/stream")))
+            sse = SseReader(await session.get(server.make_url("/api/stream?types=summary")))
             await sse.read_until(lambda evs: len(evs) >= 1)
-            assert app[STATUS].streams == {"sse": 1, "ws": 1, "tail": 0}
+            await session.get(server.make_url("/api/stream?types=event"))  # never read
+            assert app[STATUS].streams == {"sse": 2, "ws": 1, "tail": 0}
+            total = 0
+            while hub.dropped_frames == 0 and total < 400_000:
+                app[INGESTOR].ingest(searches(total, 200), "http", "event")
+                total += 200
+                await asyncio.sleep(0)
+            assert hub.dropped_frames > 0
 
             closing = asyncio.create_task(server.close())
             with pytest.raises(ConnectionClosed) as closed:
@@ -287,6 +296,6 @@ class TestShutdown:
             assert closed.value.rcvd is not None
             assert closed.value.rcvd.code == 1001
             await sse.read_to_end(timeout=5)
-            async with asyncio.timeout(10):
+            async with asyncio.timeout(5):
                 await closing
         assert app[STATUS].streams == {"sse": 0, "ws": 0, "tail": 0}

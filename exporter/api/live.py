@@ -92,6 +92,9 @@ class LiveFeed:
         self._sub = hub.subscribe(max_backlog)
         self._replay: list[Frame] = []
         self._skip_to = 0
+        self.shared = False
+        """Whether the last batch is exactly what every reader with this filter got from the
+        hub in the same wake (so its encoding can be shared)."""
         # An id above anything logged comes from before a restart (ids start again at 1):
         # there is nothing to replay, and skipping would hide the new events.
         if last_event_id is not None and last_event_id <= log.last_id:
@@ -114,10 +117,27 @@ class LiveFeed:
 
     async def next_batch(self, wait: float | None = None) -> list[Frame]:
         """The next frames for this subscriber; empty after `wait` seconds without any."""
+        self.shared = False
         if self._replay:
             replay, self._replay = self._replay, []
             return replay
-        frames = await self._sub.next_batch(wait)
+        return self._select(await self._sub.next_batch(wait))
+
+    def take(self) -> list[Frame]:
+        """The frames waiting for this subscriber, without waiting (possibly none)."""
+        self.shared = False
+        if self._replay:
+            replay, self._replay = self._replay, []
+            return replay
+        return self._select(self._sub.pending())
+
+    @property
+    def waiting(self) -> bool:
+        """Whether frames (replayed or live, before filtering) are waiting to be taken."""
+        return bool(self._replay) or self._sub.backlog > 0
+
+    def _select(self, frames: list[Frame]) -> list[Frame]:
+        self.shared = not self._skip_to
         if self._skip_to:
             frames = [f for f in frames if f.kind != "event" or f.id > self._skip_to]
             if frames and frames[-1].id > self._skip_to:

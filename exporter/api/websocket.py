@@ -30,9 +30,14 @@ HEARTBEAT_SECONDS = 30.0
 _PAYLOAD_KEY = {"user_metric": "metric", "event": "event", "summary": "summary"}
 
 
-def ws_text(frame: Frame) -> str:
-    """One frame as the brief's WebSocket message (the data is already JSON)."""
-    return f'{{"type":"{frame.kind}","{_PAYLOAD_KEY[frame.kind]}":{frame.data}}}'
+def ws_text(frame: Frame) -> bytes:
+    """One frame as the brief's WebSocket message (UTF-8 JSON), encoded once for all readers."""
+    wire = frame.encoded.get("ws")
+    if wire is None:
+        wire = frame.encoded["ws"] = (
+            f'{{"type":"{frame.kind}","{_PAYLOAD_KEY[frame.kind]}":{frame.data}}}'.encode()
+        )
+    return wire
 
 
 def _json(body: Any) -> str:
@@ -125,7 +130,7 @@ class LiveSocket:
         try:
             while not feed.closed:
                 for frame in await feed.next_batch():
-                    await self.ws.send_str(ws_text(frame))
+                    await self.ws.send_frame(ws_text(frame), WSMsgType.TEXT)
         except ConnectionResetError:
             pass  # the peer went away; the receive loop ends too
         finally:
