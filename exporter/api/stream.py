@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -20,6 +21,8 @@ from exporter.api.replies import error_reply
 from exporter.api.websocket import setup_websocket
 from exporter.eventlog import Frame, Hub
 from exporter.keys import EVENT_LOG, HUB, SETTINGS, STATUS, STREAMS
+
+log = logging.getLogger(__name__)
 
 KEEP_ALIVE_SECONDS = 15.0
 """Proxies close idle connections after 30–60 s; a comment this often keeps the stream open."""
@@ -110,7 +113,11 @@ class SseWriter:
             await self.hub.changed(1.0)
             now = clock()
             for reader in list(self.readers):
-                self._serve(reader, now)
+                try:
+                    self._serve(reader, now)
+                except Exception:  # one broken stream must not stop the others
+                    log.exception("SSE stream failed; closing it")
+                    self.remove(reader)
         for reader in list(self.readers):
             self.remove(reader)
 
