@@ -148,7 +148,7 @@ def _service_parser() -> _Parser:
         dest="stream_backlog",
         convert=int,
         type=int,
-        default=1_000,
+        default=30_000,
         help="Frames a live subscriber may fall behind before its oldest are dropped",
     )
     p.option(
@@ -303,8 +303,12 @@ def run_service(argv: Sequence[str]) -> None:
     )
     from exporter.app import create_app
 
+    try:
+        app = create_app(settings)
+    except ValueError as err:  # e.g. a --source URL of an unknown kind
+        _service_parser().error(str(err))
     web.run_app(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         print=lambda _: print(banner(settings), flush=True),

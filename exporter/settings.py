@@ -40,7 +40,7 @@ class Settings:
     """Records (updates + events) in one body or message."""
     order_phrases: tuple[str, ...] = DEFAULT_ORDER_PHRASES
     event_log_size: int = 10_000
-    stream_backlog: int = 1_000
+    stream_backlog: int = 30_000
     """Frames a live subscriber may fall behind before its oldest are dropped."""
     summary_interval: float = 1.0
     sources: tuple[str, ...] = ()
