@@ -16,7 +16,7 @@ from typing import Any, Final
 
 from exporter import events as ev
 from exporter.events import ShoppingEvent
-from exporter.labels import OTHER, LabelCap
+from exporter.labels import OTHER, UNKNOWN, LabelCap
 from exporter.model import ShopperEventIn, ShopperUpdate, epoch
 from exporter.settings import Settings
 
@@ -212,6 +212,11 @@ class Counters:
     order_value_hist: Histogram = field(default_factory=lambda: Histogram(ORDER_VALUE_BUCKETS))
 
 
+_Share = tuple[str, str, str, str, int, int, int]
+"""A shopper's part of the aggregates: activity, membership, window, location, session ms,
+items, cart cents."""
+
+
 @dataclass(frozen=True, slots=True)
 class _Before:
     """What an update is compared with: the shopper as they were."""
@@ -332,12 +337,13 @@ class ShopperStore:
             if at == shopper.timestamp and fingerprint == shopper.fingerprint:
                 self.counters.duplicate += 1
                 return None
-            self._withdraw(shopper)
+            held = self._share(shopper)
             self._shoppers.move_to_end(update.user_id)
             first_sight = False
         else:
             shopper = Shopper(update.user_id)
             self._shoppers[update.user_id] = shopper
+            held = None
             first_sight = True
 
         out: list[ShoppingEvent] = []
@@ -362,7 +368,7 @@ class ShopperStore:
         if shopper.online:
             self._online[shopper.user_id] = shopper
             self._online.move_to_end(shopper.user_id)
-        self._deposit(shopper)
+        self._move_share(held, self._share(shopper))
         self._count(out, now)
         return out
 
@@ -514,12 +520,19 @@ class ShopperStore:
     def _set_identity(self, shopper: Shopper, update: ShopperUpdate) -> None:
         labels = self.labels
         shopper.user_name = update.user_name
-        shopper.location = labels["location"](update.company)
-        shopper.membership = labels["membership"](update.membership_type)
-        shopper.delivery_window = labels["delivery_window"](update.delivery_window)
+        # Most updates repeat the stored values; only a change goes through the label caps.
+        if update.company != shopper.location:
+            shopper.location = labels["location"](update.company)
+        if update.membership_type != shopper.membership:
+            shopper.membership = labels["membership"](update.membership_type)
+        if update.delivery_window != shopper.delivery_window:
+            shopper.delivery_window = labels["delivery_window"](update.delivery_window)
         activity = labels["activity"]
-        shopper.activity = activity(update.active_feature)
-        shopper.features_used = tuple(activity(f) for f in update.features_used)
+        if update.active_feature != shopper.activity:
+            shopper.activity = activity(update.active_feature)
+        features = tuple(update.features_used)
+        if features != shopper.features_used:
+            shopper.features_used = tuple(activity(f) for f in features)
         shopper.last_action = self._actions(update.last_action) if update.last_action else ""
         shopper.scroll_depth = update.scroll_depth
         shopper.last_action_time = (
@@ -761,25 +774,61 @@ class ShopperStore:
     # ----- aggregates ----------------------------------------------------------------------
 
     def _withdraw(self, shopper: Shopper) -> None:
-        self._contribute(shopper, -1)
+        self._add_share(self._share(shopper), -1)
 
     def _deposit(self, shopper: Shopper) -> None:
-        self._contribute(shopper, 1)
+        self._add_share(self._share(shopper), 1)
 
-    def _contribute(self, shopper: Shopper, sign: int) -> None:
+    @staticmethod
+    def _share(shopper: Shopper) -> _Share | None:
+        """What a shopper adds to the aggregates (None when offline: nothing)."""
         if not shopper.online:
+            return None
+        items = shopper.items_in_cart
+        return (
+            shopper.activity or UNKNOWN,
+            shopper.membership or UNKNOWN,
+            shopper.delivery_window or UNKNOWN,
+            shopper.location or UNKNOWN,
+            round(shopper.session_seconds * 1000),
+            items,
+            _cents(shopper.cart_value) if items > 0 else 0,
+        )
+
+    def _add_share(self, share: _Share | None, sign: int) -> None:
+        if share is None:
             return
         agg = self.aggregates
         agg.active += sign
-        _bump(agg.by_activity, shopper.activity or "unknown", sign)
-        _bump(agg.by_membership, shopper.membership or "unknown", sign)
-        _bump(agg.by_delivery_window, shopper.delivery_window or "unknown", sign)
-        _bump(agg.by_location, shopper.location or "unknown", sign)
-        agg.session_ms += sign * round(shopper.session_seconds * 1000)
-        if shopper.items_in_cart > 0:
+        activity, membership, window, location, session_ms, items, cents = share
+        _bump(agg.by_activity, activity, sign)
+        _bump(agg.by_membership, membership, sign)
+        _bump(agg.by_delivery_window, window, sign)
+        _bump(agg.by_location, location, sign)
+        agg.session_ms += sign * session_ms
+        if items > 0:
             agg.carts += sign
-            agg.cart_items += sign * shopper.items_in_cart
-            agg.cart_cents += sign * _cents(shopper.cart_value)
+            agg.cart_items += sign * items
+            agg.cart_cents += sign * cents
+
+    def _move_share(self, old: _Share | None, new: _Share | None) -> None:
+        """Replace a shopper's old share by the new one, touching only what changed."""
+        if old == new:
+            return
+        if old is None or new is None:
+            self._add_share(old, -1)
+            self._add_share(new, 1)
+            return
+        agg = self.aggregates
+        tables = (agg.by_activity, agg.by_membership, agg.by_delivery_window, agg.by_location)
+        for table, was, now in zip(tables, old[:4], new[:4], strict=True):
+            if was != now:
+                _bump(table, was, -1)
+                _bump(table, now, 1)
+        agg.session_ms += new[4] - old[4]
+        agg.carts += (new[5] > 0) - (old[5] > 0)
+        agg.cart_items += new[5] - old[5]
+        agg.cart_cents += new[6] - old[6]
 
     # ----- events ---------------------------------------------------------------------------
 
