@@ -24,7 +24,6 @@ import asyncio
 import contextlib
 import json
 import os
-import platform
 import re
 import signal
 import socket
@@ -40,28 +39,13 @@ from typing import Any
 
 import aiohttp
 import orjson
+from compare import free_port, machine
 
 from exporter.demo import DemoGenerator
 
 ROOT = Path(__file__).resolve().parent.parent
 ACK_WINDOW = 4
 """WebSocket messages in flight before the sender waits for an ack."""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return f"{os.cpu_count()} cores (nproc), {cpu}, Python {platform.python_version()}"
 
 
 class Exporter:
