@@ -144,6 +144,14 @@ def _service_parser() -> _Parser:
         help="Events kept for streams, resume and the Loki API",
     )
     p.option(
+        "--max-streams",
+        dest="max_streams",
+        convert=int,
+        type=int,
+        default=2_000,
+        help="Live connections (SSE, WebSocket, Loki tail) held at once; more get 503",
+    )
+    p.option(
         "--stream-backlog",
         dest="stream_backlog",
         convert=int,
@@ -259,6 +267,7 @@ def settings_from_args(argv: Sequence[str]) -> Settings:
             order_phrases=tuple(args.order_phrases),
             event_log_size=args.event_log_size,
             stream_backlog=args.stream_backlog,
+            max_streams=args.max_streams,
             sources=tuple(sources),
             poll_interval=args.poll_interval,
             reconnect_delay=args.reconnect_delay,

@@ -6,6 +6,7 @@ to `Ingestor.ingest`; nothing else writes to the store.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -51,6 +52,14 @@ class IngestReport:
     def all_rejected(self) -> bool:
         """True when the body had records and none was valid."""
         return bool(self.rejected) and self.accepted == 0 and self.ignored == 0
+
+
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+
+
+def redact_emails(text: str) -> str:
+    """Mask anything shaped like an email address: emails are never kept, even in free text."""
+    return _EMAIL.sub("[email]", text) if "@" in text else text
 
 
 class Ingestor:
@@ -160,7 +169,8 @@ class Ingestor:
         belongs to no shopper. Returns how many were kept.
         """
         happened = [
-            ShoppingEvent(kind, "", "", at, {"line": text[:MAX_LINE]}) for kind, at, text in lines
+            ShoppingEvent(kind, "", "", at, {"line": redact_emails(text[:MAX_LINE])})
+            for kind, at, text in lines
         ]
         self.store.count_events(happened, self.clock())
         self.record(happened)

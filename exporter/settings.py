@@ -40,6 +40,8 @@ class Settings:
     """Records (updates + events) in one body or message."""
     order_phrases: tuple[str, ...] = DEFAULT_ORDER_PHRASES
     event_log_size: int = 10_000
+    max_streams: int = 2_000
+    """Live connections (SSE, WebSocket, Loki tail) held at once; more get 503 + Retry-After."""
     stream_backlog: int = 30_000
     """Frames a live subscriber may fall behind before its oldest are dropped."""
     summary_interval: float = 1.0
@@ -73,6 +75,7 @@ class Settings:
             "max_batch": self.max_batch >= 1,
             "event_log_size": self.event_log_size >= 1,
             "stream_backlog": self.stream_backlog >= 1,
+            "max_streams": self.max_streams >= 1,
             "summary_interval": self.summary_interval > 0,
             "poll_interval": self.poll_interval > 0,
             "reconnect_delay": self.reconnect_delay > 0,

@@ -46,3 +46,85 @@ async def test_lookup_and_erase_by_original_id(client: Client) -> None:
     assert (await resp.json())["userId"].startswith("s_")
     assert (await client.delete("/api/shoppers/shopper_123")).status == 204
     assert (await client.get("/api/shoppers/shopper_123")).status == 404
+
+
+async def test_no_endpoint_stream_or_log_line_carries_an_email(
+    aiohttp_client: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An email sent over every way in comes out of no reply, stream, Loki line or log line."""
+    import logging
+    import time
+
+    from exporter.app import create_app
+
+    caplog.set_level(logging.DEBUG)
+    client = await aiohttp_client(create_app(Settings()))
+    email = "sarah@email.com"
+    record = brief_example()
+    ws = await client.ws_connect("/ws")
+    await ws.send_str(orjson.dumps({"type": "subscribe"}).decode())
+    tail = await client.ws_connect('/loki/api/v1/tail?query={job="shopper-events"}')
+    sse = await client.get("/api/stream?lastEventId=0")
+
+    await client.post("/api/metrics", data=orjson.dumps(record))
+    await ws.send_str(
+        orjson.dumps({"type": "user_metric", "metric": record | {"pageViews": 30}}).decode()
+    )
+    line = orjson.dumps(record | {"pageViews": 31}).decode()
+    push = {"streams": [{"stream": {"job": "app"}, "values": [[str(time.time_ns()), line]]}]}
+    pushed = await client.post("/loki/api/v1/push", json=push)
+    assert pushed.status == 204
+    event = {"type": "coupon_applied", "userId": "shopper_123", "timestamp": iso(), "email": email}
+    await client.post("/api/events", data=orjson.dumps(event))
+
+    seen: list[str] = []
+    for _ in range(6):  # frames from the WebSocket subscription and the tail
+        for socket in (ws, tail):
+            try:
+                msg = await socket.receive(timeout=1)
+            except TimeoutError:
+                continue
+            seen.append(str(msg.data))
+    seen.append((await sse.content.read(64 * 1024)).decode())
+    now = time.time_ns()
+    start = now - 3_600_000_000_000
+    for path in (
+        "/api/shoppers",
+        "/api/shoppers/shopper_123",
+        "/api/shoppers/shopper_123/events",
+        "/api/summary",
+        "/metrics",
+        f'/loki/api/v1/query_range?query={{job="shopper-events"}}&start={start}&end={now + 10**9}',
+        f'/loki/api/v1/query_range?query={{job="shopper-state"}}&start={start}&end={now + 10**9}',
+        f'/loki/api/v1/query_range?query={{job="app"}}&start={start}&end={now + 10**9}',
+        "/loki/api/v1/labels",
+        '/loki/api/v1/series?match[]={job="shopper-events"}',
+    ):
+        resp = await client.get(path)
+        assert resp.status == 200, path
+        seen.append(await resp.text())
+    body = "\n".join(seen)
+    assert "Sarah Johnson" in body  # the walk did reach the shopper's data
+    assert email not in body
+    assert email not in caplog.text
+    await ws.close()
+    await tail.close()
+    sse.close()
+
+
+async def test_emails_in_pushed_log_lines_are_masked(aiohttp_client: Any) -> None:
+    """A plain log line pushed to the Loki API is kept with its email masked."""
+    import time
+
+    from exporter.app import create_app
+
+    client = await aiohttp_client(create_app(Settings()))
+    text = "checkout failed for sarah.j+groceries@email.co.uk at 10:02"
+    push = {"streams": [{"stream": {"job": "app"}, "values": [[str(time.time_ns()), text]]}]}
+    assert (await client.post("/loki/api/v1/push", json=push)).status == 204
+    now = time.time_ns()
+    window = f"start={now - 10**12}&end={now + 10**9}"
+    resp = await client.get(f'/loki/api/v1/query_range?query={{job="shopper-events"}}&{window}')
+    body = await resp.text()
+    assert "checkout failed for [email] at 10:02" in body
+    assert "sarah.j" not in body

@@ -8,6 +8,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from exporter.keys import SETTINGS, STREAMS
+
 
 def json_reply(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     """A JSON response serialised with orjson."""
@@ -21,6 +23,19 @@ def error_reply(
 ) -> web.Response:
     """A whole-request error: `{"error": reason, "message": ...}`."""
     return json_reply({"error": reason, "message": message}, status=status, headers=headers)
+
+
+def streams_full(request: web.Request) -> web.Response | None:
+    """A 503 with Retry-After when the service already holds its cap of live connections."""
+    cap = request.app[SETTINGS].max_streams
+    if len(request.app[STREAMS]) < cap:
+        return None
+    return error_reply(
+        503,
+        "too_many_streams",
+        f"the service holds its limit of {cap} live connections; retry later",
+        headers={"Retry-After": "5"},
+    )
 
 
 class BodyTooLargeError(Exception):

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from exporter.api.live import FilterError, FrameFilter, LiveFeed, parse_event_id, split_kinds
-from exporter.api.replies import error_reply
+from exporter.api.replies import error_reply, streams_full
 from exporter.api.websocket import setup_websocket
 from exporter.eventlog import Frame, Hub
 from exporter.keys import EVENT_LOG, HUB, SETTINGS, STATUS, STREAMS
@@ -149,6 +149,9 @@ async def handle_stream(request: web.Request) -> web.StreamResponse:
     """Stream user_metric, event and summary frames; filters `types` and `user`; resume with
     the Last-Event-ID header or `?lastEventId=`."""
     app = request.app
+    full = streams_full(request)
+    if full is not None:
+        return full
     try:
         wanted = FrameFilter.parse(
             split_kinds(request.query.get("types")), request.query.get("user")

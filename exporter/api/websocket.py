@@ -18,6 +18,7 @@ import orjson
 from aiohttp import WebSocketError, WSCloseCode, WSMsgType, web
 
 from exporter.api.live import FilterError, FrameFilter, LiveFeed, parse_event_id
+from exporter.api.replies import streams_full
 from exporter.eventlog import Frame
 from exporter.keys import EVENT_LOG, HUB, INGESTOR, SETTINGS, STATUS, STREAMS
 from exporter.model import BodyError, parse_json
@@ -138,9 +139,12 @@ class LiveSocket:
             self.app[STATUS].streams["ws"] -= 1
 
 
-async def handle_ws(request: web.Request) -> web.WebSocketResponse:
+async def handle_ws(request: web.Request) -> web.StreamResponse:
     """Accept a WebSocket; messages over the body limit close it with 1009 (message too big)."""
     app = request.app
+    full = streams_full(request)
+    if full is not None:
+        return full
     # No per-message compression: CPU is the one loop's scarce resource, frames are small.
     ws = web.WebSocketResponse(
         max_msg_size=app[SETTINGS].max_body_bytes,

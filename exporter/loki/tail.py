@@ -10,6 +10,7 @@ from typing import Final
 import orjson
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from exporter.api.replies import streams_full
 from exporter.eventlog import Frame
 from exporter.keys import EVENT_LOG, HUB, SETTINGS, STATUS, STORE, STREAMS
 from exporter.loki import encode
@@ -86,6 +87,9 @@ async def _drain(ws: web.WebSocketResponse) -> None:
 
 async def handle_tail(request: web.Request) -> web.StreamResponse:
     """Send recent matching entries, then every new one as it is logged."""
+    full = streams_full(request)
+    if full is not None:
+        return full
     ws = web.WebSocketResponse(autoping=True)
     upgrade = ws.can_prepare(request)
     try:
