@@ -346,6 +346,12 @@ def _demo_parser() -> _Parser:
         help="Base URL of the service",
     )
     p.option(
+        "--token",
+        dest="token",
+        secret=True,
+        help="The service's write token, if it has one",
+    )
+    p.option(
         "--shoppers", dest="shoppers", convert=int, type=int, default=30, help="Shoppers online"
     )
     p.option("--seed", dest="seed", convert=int, type=int, help="Random seed (reproducible runs)")
@@ -388,7 +394,7 @@ async def _push_demo(args: argparse.Namespace) -> None:
     sent = accepted = rejected = sent_at_report = 0
     failing = False
     pusher: WebSocketPusher | None = None
-    async with MetricsClient(args.url) as client:
+    async with MetricsClient(args.url, token=args.token) as client:
 
         async def push(updates: list[Any], events: list[Any]) -> dict[str, Any]:
             nonlocal pusher

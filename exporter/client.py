@@ -116,9 +116,15 @@ class MetricsClient:
     """
 
     def __init__(
-        self, base_url: str, session: aiohttp.ClientSession | None = None, timeout: float = 10.0
+        self,
+        base_url: str,
+        session: aiohttp.ClientSession | None = None,
+        timeout: float = 10.0,
+        token: str | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        # The service's write token, when it has one (see --write-token).
+        self._auth = {"Authorization": f"Bearer {token}"} if token else {}
         self._own_session = session is None
         self._session = session
         self._timeout = aiohttp.ClientTimeout(total=timeout)
@@ -150,7 +156,7 @@ class MetricsClient:
         async with self.session.post(
             self.base_url + path,
             data=orjson.dumps(body),
-            headers={"Content-Type": "application/json"},
+            headers={"Content-Type": "application/json", **self._auth},
         ) as resp:
             raw = await resp.read()
             try:
@@ -178,7 +184,7 @@ class MetricsClient:
     async def connect_websocket(self, path: str = "/ws") -> WebSocketPusher:
         """Open a streaming push connection (the brief's connectWebSocket)."""
         url = "ws" + self.base_url.removeprefix("http") + path
-        ws = await self.session.ws_connect(url, autoping=True, heartbeat=30.0)
+        ws = await self.session.ws_connect(url, autoping=True, heartbeat=30.0, headers=self._auth)
         return WebSocketPusher(ws)
 
     async def push_batch(

@@ -85,6 +85,9 @@ class Settings:
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
             raise ValueError(f"invalid settings: {', '.join(bad)}")
+        for name in ("write_token", "read_token", "pseudonym_salt", "state_file"):
+            if not getattr(self, name):  # an empty environment variable means "not set"
+                object.__setattr__(self, name, None)
         object.__setattr__(
             self, "order_phrases", tuple(p.strip().lower() for p in self.order_phrases if p.strip())
         )

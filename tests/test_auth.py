@@ -95,3 +95,24 @@ def test_tokens_never_shown_in_help(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setenv("SHOPPER_WRITE_TOKEN", "super-secret-value")
     assert "super-secret-value" not in _service_parser().format_help()
+
+
+async def test_client_sends_its_token(aiohttp_server: Any) -> None:
+    """MetricsClient (and so the demo's --token) pushes through a write-protected service."""
+    from exporter.app import create_app
+    from exporter.client import MetricsClient, PushError
+
+    server = await aiohttp_server(create_app(Settings(write_token=WRITE)))
+    base = f"http://127.0.0.1:{server.port}"
+    async with MetricsClient(base, token=WRITE) as client:
+        assert (await client.push_user_metric(shopper("tok")))["accepted"] == 1
+        pusher = await client.connect_websocket()
+        await pusher.close()
+    async with MetricsClient(base) as anonymous:
+        with pytest.raises(PushError):
+            await anonymous.push_user_metric(shopper("anon"))
+
+
+def test_empty_tokens_mean_open() -> None:
+    """An empty token (an unset compose variable) leaves the service open."""
+    assert Settings(write_token="", read_token="").write_token is None
