@@ -13,6 +13,7 @@ from aiohttp import WSCloseCode, web
 from prometheus_client.aiohttp import make_aiohttp_handler
 
 from exporter import snapshot
+from exporter.api.alerts import setup_alerts
 from exporter.api.auth import setup_auth
 from exporter.api.demo import setup_demo
 from exporter.api.ingest import setup_ingest
@@ -138,6 +139,7 @@ def create_app(settings: Settings) -> web.Application:
     setup_shoppers(app)
     setup_demo(app)
     setup_openapi(app)
+    setup_alerts(app)
     setup_loki(app)
     setup_stream(app)
     setup_sources(app)
