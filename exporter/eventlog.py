@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -101,7 +101,7 @@ class EventLog:
             logged = self._at(i)
             if logged.event.user_id != user_id:
                 continue
-            event = replace(logged.event, user_id=ERASED, user_name=ERASED)
+            event = logged.event._replace(user_id=ERASED, user_name=ERASED)
             self._ring[i % self.capacity] = LoggedEvent(logged.id, logged.ts_ns, event)
             erased += 1
         return erased

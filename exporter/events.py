@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 SESSION_STARTED: Final = "session_started"
 SESSION_ENDED: Final = "session_ended"
@@ -37,16 +36,18 @@ KNOWN_TYPES: Final = frozenset(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class ShoppingEvent:
-    """Something a shopper did, explicit or derived from two successive updates."""
+class ShoppingEvent(NamedTuple):
+    """Something a shopper did, explicit or derived from two successive updates.
+
+    A named tuple: about one is made per update, and a tuple is the cheapest immutable record.
+    """
 
     type: str
     user_id: str
     user_name: str
     at: float
     """When it happened, seconds since the epoch (the producer's clock)."""
-    props: dict[str, Any] = field(default_factory=dict)
+    props: dict[str, Any]
     """Bounded, privacy-safe details: location, activity, membership, cartValue, itemsInCart, …"""
 
     @property

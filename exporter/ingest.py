@@ -19,10 +19,12 @@ from exporter.events import ShoppingEvent
 from exporter.model import (
     BodyError,
     Rejection,
+    ShopperUpdate,
     decode,
     parse_json,
     validate_event,
     validate_update,
+    validate_update_array,
 )
 from exporter.privacy import Pseudonyms
 from exporter.settings import Settings
@@ -53,6 +55,8 @@ class IngestReport:
         """True when the body had records and none was valid."""
         return bool(self.rejected) and self.accepted == 0 and self.ignored == 0
 
+
+_ARRAY_START = (b"[", "[")
 
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 
@@ -102,6 +106,14 @@ class Ingestor:
 
     def ingest_bytes(self, raw: bytes | str, transport: str, kind: str = "metric") -> IngestReport:
         """Parse then ingest; raises BodyError (already counted) when the body is unreadable."""
+        if kind == "metric" and raw[:64].lstrip()[:1] in _ARRAY_START:
+            updates = validate_update_array(raw)
+            if updates is not None:
+                self._check_size(len(updates), transport)
+                report = IngestReport()
+                self._apply_updates(updates, report)
+                self._count(transport, len(updates), {})
+                return report
         try:
             body = parse_json(raw)
         except BodyError as err:
@@ -119,33 +131,17 @@ class Ingestor:
         except BodyError as err:
             self.refuse(transport, err.reason)
             raise
-        if len(batch) > self.settings.max_batch:
-            self.refuse(transport, "batch_too_large", len(batch))
-            raise BodyError(
-                f"{len(batch)} records in one body; the limit is {self.settings.max_batch}",
-                reason="batch_too_large",
-            )
+        self._check_size(len(batch), transport)
         report = IngestReport()
-        now = self.clock()
+        valid: list[ShopperUpdate] = []
         for index, raw in batch.metrics:
             update = validate_update(raw)
             if isinstance(update, tuple):
                 report.rejected.append(Rejection(index, "metric", update))
-                continue
-            if self.pseudonyms is not None:
-                update = update.model_copy(
-                    update={
-                        "user_id": self.pseudonyms.user_id(update.user_id),
-                        "user_name": self.pseudonyms.user_name(update.user_name),
-                    }
-                )
-            happened = self.store.apply(update, now)
-            if happened is None:
-                report.ignored += 1
-                continue
-            report.accepted += 1
-            self.record(happened)
-            self._publish_shopper(update.user_id)
+            else:
+                valid.append(update)
+        self._apply_updates(valid, report)
+        now = self.clock()
         for index, raw in batch.events:
             event = validate_event(raw)
             if isinstance(event, tuple):
@@ -161,6 +157,34 @@ class Ingestor:
             self.record(self.store.apply_event(event, now))
         self._count(transport, len(batch), {"invalid": len(report.rejected)})
         return report
+
+    def _check_size(self, records: int, transport: str) -> None:
+        limit = self.settings.max_batch
+        if records > limit:
+            self.refuse(transport, "batch_too_large", records)
+            raise BodyError(
+                f"{records} records in one body; the limit is {limit}", reason="batch_too_large"
+            )
+
+    def _apply_updates(self, updates: list[ShopperUpdate], report: IngestReport) -> None:
+        """Apply valid updates in order; stale and duplicate ones are counted as ignored."""
+        now = self.clock()
+        pseudonyms = self.pseudonyms
+        for update in updates:
+            if pseudonyms is not None:
+                update = update.model_copy(
+                    update={
+                        "user_id": pseudonyms.user_id(update.user_id),
+                        "user_name": pseudonyms.user_name(update.user_name),
+                    }
+                )
+            happened = self.store.apply(update, now)
+            if happened is None:
+                report.ignored += 1
+                continue
+            report.accepted += 1
+            self.record(happened)
+            self._publish_shopper(update.user_id)
 
     def keep_lines(self, lines: Iterable[tuple[str, float, str]], transport: str) -> int:
         """Keep plain log lines (no shopper record in them) as events of their own type.

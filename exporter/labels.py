@@ -35,6 +35,15 @@ class LabelCap:
         self._seen[value] = value
         return value
 
+    def keyed(self, mapping: dict[str, float]) -> dict[str, float]:
+        """The mapping with every key through the cap (one call per mapping, not per key)."""
+        seen = self._seen
+        out: dict[str, float] = {}
+        for key, value in mapping.items():
+            known = seen.get(key)
+            out[known if known is not None else self(key)] = value
+        return out
+
     def values(self) -> list[str]:
         """Values admitted so far."""
         return list(self._seen)

@@ -14,6 +14,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    TypeAdapter,
     ValidationError,
 )
 from pydantic.alias_generators import to_camel
@@ -79,7 +80,7 @@ class ShopperUpdate(_Wire):
     page_views: Count = 0
     click_count: Count = 0
     scroll_depth: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)] = 0.0
-    features_used: Annotated[list[Label], Field(max_length=MAX_LIST)] = []
+    features_used: Annotated[tuple[Label, ...], Field(max_length=MAX_LIST)] = ()
     active_feature: Label = ""
     feature_time: Annotated[dict[Label, Minutes], Field(max_length=MAX_LIST)] = {}
     cart_value: Money = 0.0
@@ -250,6 +251,22 @@ def validate_event(raw: Any) -> ShopperEventIn | tuple[FieldError, ...]:
         return ShopperEventIn.model_validate(raw)
     except ValidationError as err:
         return field_errors(err)
+
+
+_UPDATE_ARRAY: Final = TypeAdapter(list[ShopperUpdate])
+
+
+def validate_update_array(raw: bytes | str) -> list[ShopperUpdate] | None:
+    """A JSON array of updates validated straight from the bytes, or None if anything fails.
+
+    The fast path for bulk bodies: pydantic parses and validates in one pass, without building
+    a dict per record first. On None the caller takes the record-by-record path, which applies
+    the valid records and names each bad field.
+    """
+    try:
+        return _UPDATE_ARRAY.validate_json(raw)
+    except ValidationError:
+        return None
 
 
 def epoch(moment: datetime) -> float:

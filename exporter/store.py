@@ -8,6 +8,7 @@ contribution out, put the new one in), so a scrape or a summary costs O(series),
 from __future__ import annotations
 
 import math
+import operator
 import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -217,15 +218,6 @@ _Share = tuple[str, str, str, str, int, int, int]
 items, cart cents."""
 
 
-@dataclass(frozen=True, slots=True)
-class _Before:
-    """What an update is compared with: the shopper as they were."""
-
-    at: float
-    action: str
-    activity: str
-
-
 def _cents(dollars: float) -> int:
     return round(dollars * 100)
 
@@ -246,9 +238,57 @@ def _given_or_stored(cart_value: float | None, shopper: Shopper | None) -> float
     return shopper.cart_value if shopper is not None else 0.0
 
 
+def _context(shopper: Shopper) -> dict[str, Any]:
+    """The shopper details every event carries."""
+    return {
+        "location": shopper.location,
+        "activity": shopper.activity,
+        "membership": shopper.membership,
+        "cartValue": round(shopper.cart_value, 2),
+        "itemsInCart": shopper.items_in_cart,
+    }
+
+
+def _event(
+    kind: str, shopper: Shopper, at: float, extra: dict[str, Any] | None = None
+) -> ShoppingEvent:
+    # A plain function with a dict, not a method with **kwargs: about one runs per update.
+    props = _context(shopper)
+    if extra:
+        props.update(extra)
+    return ShoppingEvent(kind, shopper.user_id, shopper.user_name, at, props)
+
+
+def _went_down(old: dict[str, float], new: dict[str, float]) -> bool:
+    """True when any of the old minutes is higher than (or missing from) the new."""
+    # A loop, not any() over a generator: this runs on every update that has featureTime.
+    for name, minutes in old.items():  # noqa: SIM110
+        if new.get(name, 0.0) < minutes:
+            return True
+    return False
+
+
 def _bump(table: dict[str, int], key: str, delta: int) -> None:
     table[key] = table.get(key, 0) + delta
 
+
+_fingerprint_fields = operator.itemgetter(
+    "is_active",
+    "page_views",
+    "click_count",
+    "items_in_cart",
+    "cart_value",
+    "active_feature",
+    "last_action",
+    "session_duration",
+    "products_viewed",
+    "searches_performed",
+    "coupons_applied",
+    "events_triggered",
+    "user_name",
+)
+"""What tells a repeated update from a new one with the same timestamp; taken from the model's
+field dict in C (pydantic attribute access costs several times a plain one)."""
 
 _ZERO = Shopper("")
 """A shopper with every count at zero: the baseline of a new session."""
@@ -312,23 +352,7 @@ class ShopperStore:
     def apply(self, update: ShopperUpdate, now: float) -> list[ShoppingEvent] | None:
         """Fold one update in; the events it implies, or None when it was stale or a duplicate."""
         at = epoch(update.timestamp)
-        fingerprint = hash(
-            (
-                update.is_active,
-                update.page_views,
-                update.click_count,
-                update.items_in_cart,
-                update.cart_value,
-                update.active_feature,
-                update.last_action,
-                update.session_duration,
-                update.products_viewed,
-                update.searches_performed,
-                update.coupons_applied,
-                update.events_triggered,
-                update.user_name,
-            )
-        )
+        fingerprint = hash(_fingerprint_fields(update.__dict__))
         shopper = self._shoppers.get(update.user_id)
         if shopper is not None:
             if at < shopper.timestamp:
@@ -347,7 +371,11 @@ class ShopperStore:
             first_sight = True
 
         out: list[ShoppingEvent] = []
-        before = _Before(shopper.timestamp, shopper.last_action.lower(), shopper.activity)
+        before_at, before_action, before_activity = (
+            shopper.timestamp,
+            shopper.last_action.lower(),
+            shopper.activity,
+        )
         self._set_identity(shopper, update)
         shopper.fingerprint = fingerprint
         shopper.timestamp = at
@@ -360,7 +388,9 @@ class ShopperStore:
         if update.is_active and not shopper.online:
             self._start_session(shopper, update, at, out)
 
-        self._follow_actions(shopper, update, at, before, progress, out)
+        self._follow_actions(
+            shopper, update, at, before_at, before_action, before_activity, progress, out
+        )
         shopper.is_active = update.is_active
         shopper.session_seconds = self._session_seconds(shopper, update, at)
         if shopper.online and not update.is_active:
@@ -369,7 +399,12 @@ class ShopperStore:
             self._online[shopper.user_id] = shopper
             self._online.move_to_end(shopper.user_id)
         self._move_share(held, self._share(shopper))
-        self._count(out, now)
+        if out:
+            # Inline of _count: every derived event has a known type.
+            events = self.counters.events
+            for item in out:
+                events[item.type] = events.get(item.type, 0) + 1
+            self.events_recent.add(now, len(out))
         return out
 
     def apply_event(self, event: ShopperEventIn, now: float) -> list[ShoppingEvent]:
@@ -378,7 +413,7 @@ class ShopperStore:
         shopper = self._shoppers.get(event.user_id)
         props: dict[str, Any] = {}
         if shopper is not None:
-            props.update(self._context(shopper))
+            props.update(_context(shopper))
         for key, value in event.model_dump(
             by_alias=True, exclude_none=True, exclude={"type", "user_id", "timestamp", "user_name"}
         ).items():
@@ -530,10 +565,11 @@ class ShopperStore:
         activity = labels["activity"]
         if update.active_feature != shopper.activity:
             shopper.activity = activity(update.active_feature)
-        features = tuple(update.features_used)
+        features = update.features_used
         if features != shopper.features_used:
             shopper.features_used = tuple(activity(f) for f in features)
-        shopper.last_action = self._actions(update.last_action) if update.last_action else ""
+        if update.last_action != shopper.last_action:
+            shopper.last_action = self._actions(update.last_action) if update.last_action else ""
         shopper.scroll_depth = update.scroll_depth
         shopper.last_action_time = (
             epoch(update.last_action_time) if update.last_action_time is not None else None
@@ -548,34 +584,42 @@ class ShopperStore:
         values count in full. Returns whether a new session began, and the new product views,
         searches and coupons (for the events).
         """
-        u, old = update, shopper
-        activity = self.labels["activity"]
-        new_time = {activity(k): v for k, v in u.feature_time.items()} if u.feature_time else {}
+        old = shopper
+        # Each field read once into a local, and spelled out rather than looped over: this runs
+        # for every update.
+        page_views, clicks, products, searches, coupons, triggered, queries, minutes = (
+            update.page_views,
+            update.click_count,
+            update.products_viewed,
+            update.searches_performed,
+            update.coupons_applied,
+            update.events_triggered,
+            update.queries_run,
+            update.session_duration,
+        )
+        feature_time = update.feature_time
+        new_time = self.labels["activity"].keyed(feature_time) if feature_time else {}
         old_time = dict(old.feature_time) if old.feature_time else {}
-        # Spelled out rather than looped over: this runs for every update.
         restarted = not first_sight and (
-            u.page_views < old.page_views
-            or u.click_count < old.clicks
-            or u.products_viewed < old.products_viewed
-            or u.searches_performed < old.searches
-            or u.coupons_applied < old.coupons
-            or u.events_triggered < old.events_triggered
-            or u.queries_run < old.queries_run
-            or any(new_time.get(k, 0.0) < v for k, v in old_time.items())
-            or (
-                u.session_duration is not None
-                and u.session_duration * 60 + 1e-6 < old.session_seconds
-            )
+            page_views < old.page_views
+            or clicks < old.clicks
+            or products < old.products_viewed
+            or searches < old.searches
+            or coupons < old.coupons
+            or triggered < old.events_triggered
+            or queries < old.queries_run
+            or _went_down(old_time, new_time)
+            or (minutes is not None and minutes * 60 + 1e-6 < old.session_seconds)
         )
         base = _ZERO if restarted else old
         progress = (
-            u.products_viewed - base.products_viewed,
-            u.searches_performed - base.searches,
-            u.coupons_applied - base.coupons,
+            products - base.products_viewed,
+            searches - base.searches,
+            coupons - base.coupons,
         )
         c = self.counters
-        c.page_views += u.page_views - base.page_views
-        c.clicks += u.click_count - base.clicks
+        c.page_views += page_views - base.page_views
+        c.clicks += clicks - base.clicks
         c.product_views += progress[0]
         c.searches += progress[1]
         c.coupons_applied += progress[2]
@@ -586,11 +630,11 @@ class ShopperStore:
                 delta = minutes - old_base.get(name, 0.0)
                 if delta > 0:
                     seconds[name] = seconds.get(name, 0.0) + delta * 60
-        old.page_views, old.clicks = u.page_views, u.click_count
-        old.products_viewed, old.searches = u.products_viewed, u.searches_performed
-        old.coupons, old.events_triggered = u.coupons_applied, u.events_triggered
-        old.queries_run, old.reports_created = u.queries_run, u.reports_created
-        old.dashboards_viewed = u.dashboards_viewed
+        old.page_views, old.clicks = page_views, clicks
+        old.products_viewed, old.searches = products, searches
+        old.coupons, old.events_triggered = coupons, triggered
+        old.queries_run, old.reports_created = queries, update.reports_created
+        old.dashboards_viewed = update.dashboards_viewed
         old.feature_time = tuple(new_time.items())
         return restarted, progress
 
@@ -599,22 +643,24 @@ class ShopperStore:
         shopper: Shopper,
         update: ShopperUpdate,
         at: float,
-        before: _Before,
+        before_at: float,
+        before_action: str,
+        before_activity: str,
         progress: tuple[int, int, int],
         out: list[ShoppingEvent],
     ) -> None:
         """Cart changes, checkout, orders, delivery scheduling, searches and product views."""
         viewed, searched, couponed = progress
         if viewed > 0:
-            out.append(self._event(ev.PRODUCT_VIEWED, shopper, at, count=viewed))
+            out.append(_event(ev.PRODUCT_VIEWED, shopper, at, {"count": viewed}))
         if searched > 0:
-            out.append(self._event(ev.SEARCH, shopper, at, count=searched))
+            out.append(_event(ev.SEARCH, shopper, at, {"count": searched}))
         if couponed > 0:
-            out.append(self._event(ev.COUPON_APPLIED, shopper, at, count=couponed))
+            out.append(_event(ev.COUPON_APPLIED, shopper, at, {"count": couponed}))
 
         action = update.last_action.lower()
-        action_changed = action != before.action
-        ordered = self._order_from_action(shopper, update, action, action_changed, before.at)
+        action_changed = action != before_action
+        ordered = self._order_from_action(shopper, update, action, action_changed, before_at)
         old_items, old_value = shopper.items_in_cart, shopper.cart_value
         shopper.items_in_cart, shopper.cart_value = update.items_in_cart, update.cart_value
         diff = update.items_in_cart - old_items
@@ -622,29 +668,29 @@ class ShopperStore:
             self.counters.cart_items_added += diff
             shopper.cart_open = True
             self._reach(shopper, _CART)
-            out.append(self._event(ev.CART_ADD, shopper, at, items=diff))
-        elif diff < 0 and not (ordered or shopper.last_order_at > before.at):
+            out.append(_event(ev.CART_ADD, shopper, at, {"items": diff}))
+        elif diff < 0 and not (ordered or shopper.last_order_at > before_at):
             # Items that left the cart with an order since the last update were bought, not removed.
             self.counters.cart_items_removed += -diff
-            out.append(self._event(ev.CART_REMOVE, shopper, at, items=-diff))
+            out.append(_event(ev.CART_REMOVE, shopper, at, {"items": -diff}))
         if update.items_in_cart == 0:
             shopper.cart_open = False
 
         entering_checkout = shopper.activity.lower() == CHECKOUT_ACTIVITY and (
-            before.activity != shopper.activity
+            before_activity != shopper.activity
         )
         if entering_checkout or (action_changed and "checkout" in action and not ordered):
             if not shopper.stages & _CHECKOUT:
-                out.append(self._event(ev.CHECKOUT_STARTED, shopper, at))
+                out.append(_event(ev.CHECKOUT_STARTED, shopper, at))
             self._reach(shopper, _CHECKOUT)
         if ordered:
             value = update.cart_value if update.cart_value > 0 else old_value
             self._count_order(shopper, value, at, shopper.received, None)
-            out.append(self._event(ev.ORDER_COMPLETED, shopper, at, orderValue=round(value, 2)))
+            out.append(_event(ev.ORDER_COMPLETED, shopper, at, {"orderValue": round(value, 2)}))
         if action_changed and not ordered and "deliver" in action:
             out.append(
-                self._event(
-                    ev.DELIVERY_SCHEDULED, shopper, at, deliveryWindow=shopper.delivery_window
+                _event(
+                    ev.DELIVERY_SCHEDULED, shopper, at, {"deliveryWindow": shopper.delivery_window}
                 )
             )
 
@@ -726,7 +772,7 @@ class ShopperStore:
         self._reach(shopper, _BROWSING)
         if shopper.items_in_cart > 0 or update.items_in_cart > 0:
             shopper.cart_open = shopper.cart_open or update.items_in_cart > 0
-        out.append(self._event(ev.SESSION_STARTED, shopper, at))
+        out.append(_event(ev.SESSION_STARTED, shopper, at))
 
     def _end_session(
         self,
@@ -742,17 +788,16 @@ class ShopperStore:
         self.counters.session_duration.observe(max(0.0, shopper.session_seconds))
         if announce:
             out.append(
-                self._event(
+                _event(
                     ev.SESSION_ENDED,
                     shopper,
                     at,
-                    reason=reason,
-                    sessionSeconds=round(shopper.session_seconds, 1),
+                    {"reason": reason, "sessionSeconds": round(shopper.session_seconds, 1)},
                 )
             )
         if shopper.items_in_cart > 0 and shopper.cart_open:
             self._count_abandonment(shopper.cart_value, shopper.received)
-            out.append(self._event(ev.CART_ABANDONED, shopper, at, items=shopper.items_in_cart))
+            out.append(_event(ev.CART_ABANDONED, shopper, at, {"items": shopper.items_in_cart}))
             shopper.cart_open = False
         shopper.online = False
         self._online.pop(shopper.user_id, None)
@@ -831,20 +876,6 @@ class ShopperStore:
         agg.cart_cents += new[6] - old[6]
 
     # ----- events ---------------------------------------------------------------------------
-
-    def _context(self, shopper: Shopper) -> dict[str, Any]:
-        return {
-            "location": shopper.location,
-            "activity": shopper.activity,
-            "membership": shopper.membership,
-            "cartValue": round(shopper.cart_value, 2),
-            "itemsInCart": shopper.items_in_cart,
-        }
-
-    def _event(self, kind: str, shopper: Shopper, at: float, **extra: Any) -> ShoppingEvent:
-        props = self._context(shopper)
-        props.update(extra)
-        return ShoppingEvent(kind, shopper.user_id, shopper.user_name, at, props)
 
     def count_events(self, happened: list[ShoppingEvent], now: float) -> None:
         """Count events that change no shopper (plain log lines pushed through Loki)."""

@@ -30,7 +30,7 @@ class TestShopperUpdate:
         assert update.cart_value == 127.5
         assert update.items_in_cart == 12
         assert update.feature_time == {"Browsing": 8, "Cart": 5, "Checkout": 2}
-        assert update.features_used == ["Browsing", "Cart", "Checkout"]
+        assert update.features_used == ("Browsing", "Cart", "Checkout")
 
     def test_email_is_dropped(self) -> None:
         """The email is accepted on the wire but never kept."""
