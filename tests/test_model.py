@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
+from exporter.demo import DemoGenerator
 from exporter.model import (
     BodyError,
     ShopperUpdate,
@@ -15,9 +17,30 @@ from exporter.model import (
     parse_json,
     validate_event,
     validate_update,
+    validate_update_array,
 )
 
 from support import brief_example
+
+BAD_VALUES: list[tuple[str, Any, str]] = [
+    ("pageViews", -1, "greater than or equal to 0"),
+    ("itemsInCart", -3, "greater than or equal to 0"),
+    ("scrollDepth", 150, "less than or equal to 100"),
+    ("cartValue", -0.01, "greater than or equal to 0"),
+    ("cartValue", math.nan, "finite"),
+    ("cartValue", math.inf, "finite"),
+    ("sessionDuration", math.inf, "finite"),
+    ("pageViews", "lots", "integer"),
+    ("pageViews", 2.5, "integer"),
+    ("isActive", "yes", "boolean"),
+    ("timestamp", "yesterday", "ISO 8601"),
+    ("timestamp", 1700000000, "ISO 8601"),
+    ("userName", "x" * 1_000_000, "at most 200"),
+    ("userId", "", "at least 1"),
+    ("featuresUsed", ["Cart"] * 51, "at most 50"),
+    ("activeFeature", "y" * 65, "at most 64"),
+]
+"""(field, bad value, words of the reason): each must be refused, naming the field."""
 
 
 class TestShopperUpdate:
@@ -66,24 +89,7 @@ class TestShopperUpdate:
 
     @pytest.mark.parametrize(
         ("field", "value", "reason"),
-        [
-            ("pageViews", -1, "greater than or equal to 0"),
-            ("itemsInCart", -3, "greater than or equal to 0"),
-            ("scrollDepth", 150, "less than or equal to 100"),
-            ("cartValue", -0.01, "greater than or equal to 0"),
-            ("cartValue", math.nan, "finite"),
-            ("cartValue", math.inf, "finite"),
-            ("sessionDuration", math.inf, "finite"),
-            ("pageViews", "lots", "integer"),
-            ("pageViews", 2.5, "integer"),
-            ("isActive", "yes", "boolean"),
-            ("timestamp", "yesterday", "ISO 8601"),
-            ("timestamp", 1700000000, "ISO 8601"),
-            ("userName", "x" * 1_000_000, "at most 200"),
-            ("userId", "", "at least 1"),
-            ("featuresUsed", ["Cart"] * 51, "at most 50"),
-            ("activeFeature", "y" * 65, "at most 64"),
-        ],
+        BAD_VALUES,
     )
     def test_bad_values_name_the_field_and_reason(
         self, field: str, value: Any, reason: str
@@ -114,6 +120,33 @@ class TestShopperUpdate:
         errors = validate_update([1, 2])
         assert isinstance(errors, tuple)
         assert errors[0].message == "must be a JSON object"
+
+
+class TestUpdateArray:
+    """The bulk fast path: a JSON array validated in one pass must agree with record by record."""
+
+    def test_same_updates_as_record_by_record(self) -> None:
+        """Demo journeys and the brief's example come out equal on both paths."""
+        demo = DemoGenerator(300, seed=3, pace=2.0)
+        records: list[dict[str, Any]] = [brief_example()]
+        for step in range(20):
+            records.extend(demo.tick(1_700_000_000.0 + step)[0])
+        fast = validate_update_array(json.dumps(records).encode())
+        assert fast is not None
+        assert fast == [validate_update(r) for r in records]
+        assert len(fast) == len(records) > 300
+
+    @pytest.mark.parametrize(("field", "value", "reason"), BAD_VALUES)
+    def test_any_bad_record_sends_the_batch_to_the_record_path(
+        self, field: str, value: Any, reason: str
+    ) -> None:
+        """Whatever the record path refuses, the array path refuses too (so it falls back and
+        the reply can name the field), never accepting it."""
+        bad = brief_example()
+        bad[field] = value
+        body = json.dumps([brief_example(), bad]).encode()
+        assert validate_update_array(body) is None
+        assert isinstance(validate_update(bad), tuple)
 
 
 class TestEvents:
