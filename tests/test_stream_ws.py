@@ -85,13 +85,15 @@ class TestPush:
     async def test_bad_json_is_answered_and_the_connection_stays(
         self, server: TestServer, ws: ClientConnection
     ) -> None:
-        """Not JSON gets an error message; the next push on the same socket still works."""
-        error = await send_raw(ws, "{not json")
-        assert error["type"] == "error"
-        assert error["error"] == "not_json"
-        assert error["message"]
-        assert (await send(ws, shopper("after")))["accepted"] == 1
-        assert server.app[INGESTOR].rejected[("ws", "not_json")] == 1
+        """Not JSON (also one that starts like a batch) gets an error message; the next push on
+        the same socket still works."""
+        for raw in ("{not json", "[not json"):
+            error = await send_raw(ws, raw)
+            assert error["type"] == "error"
+            assert error["error"] == "not_json"
+            assert error["message"]
+            assert (await send(ws, shopper("after")))["accepted"] == 1
+        assert server.app[INGESTOR].rejected[("ws", "not_json")] == 2
 
     async def test_unreadable_shape_is_an_error(self, ws: ClientConnection) -> None:
         """JSON that is no accepted shape (a number) is answered with an error, not an ack."""

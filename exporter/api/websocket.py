@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -20,6 +21,7 @@ from aiohttp import WebSocketError, WSCloseCode, WSMsgType, web
 from exporter.api.live import FilterError, FrameFilter, LiveFeed, parse_event_id
 from exporter.api.replies import streams_full
 from exporter.eventlog import Frame
+from exporter.ingest import IngestReport
 from exporter.keys import EVENT_LOG, HUB, INGESTOR, SETTINGS, STATUS, STREAMS
 from exporter.model import BodyError, parse_json
 
@@ -60,6 +62,10 @@ class LiveSocket:
     async def on_message(self, raw: bytes | str) -> None:
         """Answer one inbound message: an ack, an error, or a subscription change."""
         ingestor = self.app[INGESTOR]
+        if raw[:64].lstrip()[:1] in ("[", b"["):
+            # A bare array is a batch of updates: straight to the one-pass bulk path.
+            await self._ingest(lambda: ingestor.ingest_bytes(raw, "ws"))
+            return
         try:
             body = parse_json(raw)
         except BodyError as err:
@@ -73,14 +79,18 @@ class LiveSocket:
             await self.unsubscribe()
             await self.ws.send_str('{"type":"unsubscribed"}')
         else:
-            try:
-                report = ingestor.ingest(body, "ws")
-            except BodyError as err:
-                await self.ws.send_str(_error(err.reason, str(err)))
-                return
-            reply = report.to_json()
-            reply["type"] = "ack"
-            await self.ws.send_str(_json(reply))
+            await self._ingest(lambda: ingestor.ingest(body, "ws"))
+
+    async def _ingest(self, apply: Callable[[], IngestReport]) -> None:
+        """Apply a pushed body and answer with the ack, or the error that refused it."""
+        try:
+            report = apply()
+        except BodyError as err:
+            await self.ws.send_str(_error(err.reason, str(err)))
+            return
+        reply = report.to_json()
+        reply["type"] = "ack"
+        await self.ws.send_str(_json(reply))
 
     async def subscribe(self, request: dict[str, Any]) -> None:
         """Start (or replace) the live subscription this message describes."""
