@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -165,18 +164,64 @@ class EventLog:
             yield self._at(i)
 
 
-@dataclass(frozen=True, slots=True)
 class Frame:
-    """A live message: `kind` is event, user_metric or summary; `id` the event-log position."""
+    """A live message: `kind` is event, user_metric or summary; `id` the event-log position.
 
-    kind: str
-    id: int
-    data: str
-    user_id: str | None = None
-    event_type: str | None = None
-    encoded: dict[str, bytes] = field(default_factory=dict, compare=False, repr=False)
-    """The frame on each wire (SSE, WebSocket), filled on first use: one frame goes to many
-    readers, and is encoded once."""
+    `data` (its JSON) is either given or rendered from `source` by `render` when first read,
+    then kept: frames nobody reads, such as those falling off a stalled reader's backlog, are
+    never serialised.
+    """
+
+    __slots__ = ("_data", "_render", "_source", "encoded", "event_type", "id", "kind", "user_id")
+
+    def __init__(
+        self,
+        kind: str,
+        id: int,
+        data: str | None = None,
+        user_id: str | None = None,
+        event_type: str | None = None,
+        *,
+        source: Any = None,
+        render: Callable[[Any], str] | None = None,
+    ) -> None:
+        if data is None and render is None:
+            raise ValueError("a frame needs its data or a way to render it")
+        self.kind = kind
+        self.id = id
+        self.user_id = user_id
+        self.event_type = event_type
+        self._data = data
+        self._source = source
+        self._render = render
+        self.encoded: dict[str, bytes] = {}
+        """The frame on each wire (SSE, WebSocket), filled on first use: one frame goes to
+        many readers, and is encoded once."""
+
+    @property
+    def data(self) -> str:
+        """The frame's JSON, rendered on first read (from what was captured at publish)."""
+        data = self._data
+        if data is None:
+            assert self._render is not None  # __init__ requires one of the two
+            data = self._data = self._render(self._source)
+            self._source = self._render = None  # the snapshot is no longer needed
+        return data
+
+    def __repr__(self) -> str:
+        return f"Frame({self.kind!r}, {self.id!r}, user_id={self.user_id!r})"
+
+
+def _event_data(logged: LoggedEvent) -> str:
+    return f'{{"id":{logged.id},{logged.line[1:]}'
+
+
+def event_frame(logged: LoggedEvent) -> Frame:
+    """The live frame of a logged event; its JSON is rendered when a reader first takes it."""
+    event = logged.event
+    return Frame(
+        "event", logged.id, None, event.user_id, event.type, source=logged, render=_event_data
+    )
 
 
 class Subscription:

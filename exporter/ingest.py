@@ -6,6 +6,7 @@ to `Ingestor.ingest`; nothing else writes to the store.
 
 from __future__ import annotations
 
+import operator
 import re
 import time
 from collections.abc import Callable, Iterable
@@ -14,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from exporter.eventlog import EventLog, Frame, Hub
+from exporter.eventlog import EventLog, Frame, Hub, event_frame
 from exporter.events import ShoppingEvent
 from exporter.model import (
     BodyError,
@@ -33,6 +34,9 @@ from exporter.store import Shopper, ShopperStore
 TRANSPORTS = ("http", "ws", "sse", "poll", "loki", "demo")
 MAX_LINE = 1000
 """Characters of a plain log line kept in the event log."""
+_snapshot = operator.attrgetter(*Shopper.__slots__)
+"""A shopper's state as a tuple, taken in C: cheaper than rendering it, and immutable (every
+slot holds a str, number, None or tuple), so a frame read later still shows publish time."""
 
 
 @dataclass(slots=True)
@@ -86,6 +90,8 @@ class Ingestor:
         self.rejected: dict[tuple[str, str], int] = {}
         salt = settings.pseudonym_salt
         self.pseudonyms = Pseudonyms(salt) if salt else None
+        # Bound once, not once per published frame.
+        self._render_shopper = self._shopper_data
 
     def shopper_key(self, user_id: str) -> str:
         """The id the store knows a shopper by (their pseudonym when pseudonyms are on)."""
@@ -207,8 +213,7 @@ class Ingestor:
         for event in happened:
             logged = self.log.append(event)
             if listening:
-                data = f'{{"id":{logged.id},{logged.line[1:]}'
-                self.hub.publish(Frame("event", logged.id, data, event.user_id, event.type))
+                self.hub.publish(event_frame(logged))
 
     def _publish_shopper(self, user_id: str) -> None:
         if self.hub.subscribers == 0:
@@ -218,9 +223,23 @@ class Ingestor:
             self.publish_shopper(shopper)
 
     def publish_shopper(self, shopper: Shopper) -> None:
-        """Publish a shopper's current state as a `user_metric` frame."""
-        data = orjson.dumps(self.store.view(shopper)).decode()
-        self.hub.publish(Frame("user_metric", self.log.last_id, data, shopper.user_id))
+        """Publish a shopper's current state as a `user_metric` frame, rendered when read."""
+        self.hub.publish(
+            Frame(
+                "user_metric",
+                self.log.last_id,
+                None,
+                shopper.user_id,
+                source=_snapshot(shopper),
+                render=self._render_shopper,
+            )
+        )
+
+    def _shopper_data(self, values: tuple[Any, ...]) -> str:
+        shopper = Shopper.__new__(Shopper)
+        for name, value in zip(Shopper.__slots__, values, strict=True):
+            setattr(shopper, name, value)
+        return orjson.dumps(self.store.view(shopper)).decode()
 
     def publish_summary(self) -> dict[str, Any]:
         """Publish the summary frame (once a second while anyone listens); returns it."""

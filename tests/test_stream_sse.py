@@ -14,9 +14,12 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from exporter.app import create_app
+from exporter.eventlog import EventLog, Hub, Subscription
+from exporter.ingest import Ingestor
 from exporter.keys import EVENT_LOG, HUB, INGESTOR, STATUS, STORE
 from exporter.settings import Settings
 from exporter.sources.sse import SseEvent, SseParser
+from exporter.store import Shopper, ShopperStore
 
 from support import async_wait_until, iso, shopper
 
@@ -299,3 +302,70 @@ class TestShutdown:
             async with asyncio.timeout(5):
                 await closing
         assert app[STATUS].streams == {"sse": 0, "ws": 0, "tail": 0}
+
+
+class TestLazyFrames:
+    """Frames are rendered when a reader first takes them, from what was captured at publish."""
+
+    @staticmethod
+    def make() -> tuple[Ingestor, Subscription]:
+        settings = Settings()
+        clock = 1_800_000_000.0
+        hub = Hub()
+        ingestor = Ingestor(
+            settings, ShopperStore(settings), EventLog(100), hub, clock=lambda: clock
+        )
+        return ingestor, hub.subscribe()
+
+    def test_user_metric_read_later_shows_the_state_at_publish(self) -> None:
+        ingestor, sub = self.make()
+        first = shopper("a", timestamp=iso(1_800_000_000.0), pageViews=3, cartValue=10.0)
+        first["featuresUsed"] = ["Browsing"]
+        ingestor.ingest(first, "http")
+        later = shopper("a", timestamp=iso(1_800_000_001.0), pageViews=9, cartValue=42.5)
+        later["featuresUsed"] = ["Browsing", "Cart"]
+        ingestor.ingest(later, "http")
+        views = [orjson.loads(f.data) for f in sub.pending() if f.kind == "user_metric"]
+        assert [(v["pageViews"], v["cartValue"], v["featuresUsed"]) for v in views] == [
+            (3, 10.0, ["Browsing"]),
+            (9, 42.5, ["Browsing", "Cart"]),
+        ]
+        current = ingestor.store.get("a")
+        assert current is not None
+        assert views[-1] == ingestor.store.view(current)
+
+    def test_frames_nobody_reads_are_never_rendered(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A stalled reader costs no rendering: what falls off its backlog never is, and what
+        it finally takes is rendered once, however often it is read."""
+        ingestor, _ = self.make()
+        stalled = ingestor.hub.subscribe(max_backlog=5)
+        store, log = ingestor.store, ingestor.log
+        views = 0
+        real_view = store.view
+
+        def counting_view(s: Shopper) -> dict[str, Any]:
+            nonlocal views
+            views += 1
+            return real_view(s)
+
+        monkeypatch.setattr(store, "view", counting_view)
+        for i in range(20):
+            at = 1_800_000_000.0 + i
+            ingestor.ingest(shopper("a", timestamp=iso(at), pageViews=i), "http")
+            ingestor.ingest(
+                [{"type": "search", "userId": "a", "timestamp": iso(at), "query": f"q{i}"}],
+                "http",
+                "event",
+            )
+        assert ingestor.hub.published == 41  # 20 user_metric, 20 searches, 1 session start
+        assert views == 0
+        assert all(e._line is None for e in log.after(0))
+
+        frames = stalled.pending()
+        assert len(frames) == 5
+        assert stalled.dropped == 36
+        for frame in frames * 2:
+            orjson.loads(frame.data)
+        assert views == sum(f.kind == "user_metric" for f in frames) == 2
+        taken = {f.id for f in frames if f.kind == "event"}
+        assert {e.id for e in log.after(0) if e._line is not None} == taken

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from exporter.eventlog import EventLog, Frame, Hub, LoggedEvent
+from exporter.eventlog import EventLog, Frame, Hub, event_frame
 
 FRAME_KINDS = ("user_metric", "event", "summary")
 
@@ -64,12 +64,6 @@ def parse_event_id(value: object) -> int | None:
     if isinstance(value, str) and value.strip().isdigit():
         return int(value.strip())
     return None
-
-
-def event_frame(logged: LoggedEvent) -> Frame:
-    """The live frame of a logged event (the same shape the ingestor publishes)."""
-    data = f'{{"id":{logged.id},{logged.line[1:]}'
-    return Frame("event", logged.id, data, logged.event.user_id, logged.event.type)
 
 
 class LiveFeed:
