@@ -480,6 +480,7 @@ async def test_parse_errors_are_400_with_position(loki: Client, query: str, col:
         ({"query": '{job="x"}', "limit": "-1"}, "limit must be a positive value"),
         ({"query": '{job="x"}', "direction": "sideways"}, "invalid direction"),
         ({"query": "vector(1)", "step": "0s"}, "zero or negative"),
+        ({"query": "vector(1)", "step": "-1.797693134862316e+299"}, "invalid step"),
         (
             {"query": "vector(1)", "start": "0", "end": str(20_000 * SECOND), "step": "1s"},
             "exceeded maximum resolution",

@@ -64,7 +64,8 @@ def parse_step(raw: str | None, start_ns: int, end_ns: int) -> int:
             seconds = float(value)
         except ValueError:
             raise ParamError(f"invalid step: {raw!r} (use a duration such as 15s)") from None
-        if not math.isfinite(seconds) or seconds > 1e10:
+        if not math.isfinite(seconds) or abs(seconds) > 1e10:
+            # Bounded both ways: a huge negative step overflows to -inf in nanoseconds.
             raise ParamError(f"invalid step: {raw!r}")
         ns = round(seconds * 1e9)
     if ns <= 0:
