@@ -176,6 +176,11 @@ class Ingestor:
         """Apply valid updates in order; stale and duplicate ones are counted as ignored."""
         now = self.clock()
         pseudonyms = self.pseudonyms
+        store, log, hub = self.store, self.log, self.hub
+        # Asked once per body, not per record: nothing awaits in between. Logging and
+        # publishing are inlined for the same reason: this loop runs for every update.
+        listening = hub.subscribers > 0
+        accepted = 0
         for update in updates:
             if pseudonyms is not None:
                 update = update.model_copy(
@@ -184,13 +189,20 @@ class Ingestor:
                         "user_name": pseudonyms.user_name(update.user_name),
                     }
                 )
-            happened = self.store.apply(update, now)
+            happened = store.apply(update, now)
             if happened is None:
                 report.ignored += 1
                 continue
-            report.accepted += 1
-            self.record(happened)
-            self._publish_shopper(update.user_id)
+            accepted += 1
+            for event in happened:
+                logged = log.append(event)
+                if listening:
+                    hub.publish(event_frame(logged))
+            if listening:
+                shopper = store.get(update.user_id)
+                if shopper is not None:
+                    self.publish_shopper(shopper)
+        report.accepted += accepted
 
     def keep_lines(self, lines: Iterable[tuple[str, float, str]], transport: str) -> int:
         """Keep plain log lines (no shopper record in them) as events of their own type.
@@ -214,13 +226,6 @@ class Ingestor:
             logged = self.log.append(event)
             if listening:
                 self.hub.publish(event_frame(logged))
-
-    def _publish_shopper(self, user_id: str) -> None:
-        if self.hub.subscribers == 0:
-            return
-        shopper = self.store.get(user_id)
-        if shopper is not None:
-            self.publish_shopper(shopper)
 
     def publish_shopper(self, shopper: Shopper) -> None:
         """Publish a shopper's current state as a `user_metric` frame, rendered when read."""
