@@ -35,8 +35,9 @@ TRANSPORTS = ("http", "ws", "sse", "poll", "loki", "demo")
 MAX_LINE = 1000
 """Characters of a plain log line kept in the event log."""
 _snapshot = operator.attrgetter(*Shopper.__slots__)
-"""A shopper's state as a tuple, taken in C: cheaper than rendering it, and immutable (every
-slot holds a str, number, None or tuple), so a frame read later still shows publish time."""
+"""A shopper's state as a tuple, taken in C: cheaper than rendering it, and as good as immutable
+(every slot holds a str, number, None, tuple, or a featureTime mapping that updates replace and
+never change in place), so a frame read later still shows publish time."""
 
 
 @dataclass(slots=True)

@@ -11,6 +11,7 @@ import math
 import operator
 import re
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -112,6 +113,10 @@ class Recent:
         return sum(v for v, t in zip(self._slots, self._stamps, strict=True) if t >= oldest)
 
 
+_NO_TIME: Final[Mapping[str, float]] = {}
+"""No minutes recorded: shared by every shopper without any, and never written to."""
+
+
 class Shopper:
     """One shopper's state; slots only, and label-like strings shared through the label caps."""
 
@@ -156,7 +161,9 @@ class Shopper:
         self.user_name = user_id
         self.location = self.membership = self.delivery_window = self.activity = ""
         self.features_used: tuple[str, ...] = ()
-        self.feature_time: tuple[tuple[str, float], ...] = ()
+        self.feature_time: Mapping[str, float] = _NO_TIME
+        """Minutes per activity this session; never changed in place (replaced by each update),
+        so live frames can hold it as a snapshot."""
         self.last_action = ""
         self.last_action_time: float | None = None
         self.timestamp = self.received = self.session_started = self.session_seconds = 0.0
@@ -259,7 +266,7 @@ def _event(
     return ShoppingEvent(kind, shopper.user_id, shopper.user_name, at, props)
 
 
-def _went_down(old: dict[str, float], new: dict[str, float]) -> bool:
+def _went_down(old: Mapping[str, float], new: Mapping[str, float]) -> bool:
     """True when any of the old minutes is higher than (or missing from) the new."""
     # A loop, not any() over a generator: this runs on every update that has featureTime.
     for name, minutes in old.items():  # noqa: SIM110
@@ -271,6 +278,32 @@ def _went_down(old: dict[str, float], new: dict[str, float]) -> bool:
 def _bump(table: dict[str, int], key: str, delta: int) -> None:
     table[key] = table.get(key, 0) + delta
 
+
+_progress_fields = operator.itemgetter(
+    "page_views",
+    "click_count",
+    "products_viewed",
+    "searches_performed",
+    "coupons_applied",
+    "events_triggered",
+    "queries_run",
+    "session_duration",
+    "feature_time",
+    "reports_created",
+    "dashboards_viewed",
+)
+
+_identity_fields = operator.itemgetter(
+    "user_name",
+    "company",
+    "membership_type",
+    "delivery_window",
+    "active_feature",
+    "features_used",
+    "last_action",
+    "scroll_depth",
+    "last_action_time",
+)
 
 _fingerprint_fields = operator.itemgetter(
     "is_active",
@@ -522,7 +555,8 @@ class ShopperStore:
                 if name in Shopper.__slots__:
                     setattr(shopper, name, value)
             shopper.features_used = tuple(shopper.features_used)
-            shopper.feature_time = tuple((k, v) for k, v in shopper.feature_time)
+            # Older snapshots hold [name, minutes] pairs, newer ones an object: dict() takes both.
+            shopper.feature_time = dict(shopper.feature_time)
             if shopper.last_order_at is None:  # JSON has no -inf
                 shopper.last_order_at = -math.inf
             self._shoppers[shopper.user_id] = shopper
@@ -554,26 +588,32 @@ class ShopperStore:
 
     def _set_identity(self, shopper: Shopper, update: ShopperUpdate) -> None:
         labels = self.labels
-        shopper.user_name = update.user_name
+        (
+            shopper.user_name,
+            location,
+            membership,
+            window,
+            active,
+            features,
+            action,
+            shopper.scroll_depth,
+            action_time,
+        ) = _identity_fields(update.__dict__)
         # Most updates repeat the stored values; only a change goes through the label caps.
-        if update.company != shopper.location:
-            shopper.location = labels["location"](update.company)
-        if update.membership_type != shopper.membership:
-            shopper.membership = labels["membership"](update.membership_type)
-        if update.delivery_window != shopper.delivery_window:
-            shopper.delivery_window = labels["delivery_window"](update.delivery_window)
+        if location != shopper.location:
+            shopper.location = labels["location"](location)
+        if membership != shopper.membership:
+            shopper.membership = labels["membership"](membership)
+        if window != shopper.delivery_window:
+            shopper.delivery_window = labels["delivery_window"](window)
         activity = labels["activity"]
-        if update.active_feature != shopper.activity:
-            shopper.activity = activity(update.active_feature)
-        features = update.features_used
+        if active != shopper.activity:
+            shopper.activity = activity(active)
         if features != shopper.features_used:
             shopper.features_used = tuple(activity(f) for f in features)
-        if update.last_action != shopper.last_action:
-            shopper.last_action = self._actions(update.last_action) if update.last_action else ""
-        shopper.scroll_depth = update.scroll_depth
-        shopper.last_action_time = (
-            epoch(update.last_action_time) if update.last_action_time is not None else None
-        )
+        if action != shopper.last_action:
+            shopper.last_action = self._actions(action) if action else ""
+        shopper.last_action_time = epoch(action_time) if action_time is not None else None
 
     def _count_progress(
         self, shopper: Shopper, update: ShopperUpdate, first_sight: bool
@@ -585,21 +625,29 @@ class ShopperStore:
         searches and coupons (for the events).
         """
         old = shopper
-        # Each field read once into a local, and spelled out rather than looped over: this runs
-        # for every update.
-        page_views, clicks, products, searches, coupons, triggered, queries, minutes = (
-            update.page_views,
-            update.click_count,
-            update.products_viewed,
-            update.searches_performed,
-            update.coupons_applied,
-            update.events_triggered,
-            update.queries_run,
-            update.session_duration,
-        )
-        feature_time = update.feature_time
-        new_time = self.labels["activity"].keyed(feature_time) if feature_time else {}
-        old_time = dict(old.feature_time) if old.feature_time else {}
+        # One C call reads every field (pydantic attribute access is several times slower than
+        # a plain one), and the rules are spelled out rather than looped over: this runs for
+        # every update.
+        (
+            page_views,
+            clicks,
+            products,
+            searches,
+            coupons,
+            triggered,
+            queries,
+            minutes,
+            feature_time,
+            reports,
+            dashboards,
+        ) = _progress_fields(update.__dict__)
+        old_time = old.feature_time
+        if not feature_time:
+            new_time: Mapping[str, float] = _NO_TIME
+        elif feature_time == old_time:
+            new_time = old_time
+        else:
+            new_time = self.labels["activity"].keyed(feature_time)
         restarted = not first_sight and (
             page_views < old.page_views
             or clicks < old.clicks
@@ -608,7 +656,7 @@ class ShopperStore:
             or coupons < old.coupons
             or triggered < old.events_triggered
             or queries < old.queries_run
-            or _went_down(old_time, new_time)
+            or (old_time is not new_time and _went_down(old_time, new_time))
             or (minutes is not None and minutes * 60 + 1e-6 < old.session_seconds)
         )
         base = _ZERO if restarted else old
@@ -623,19 +671,19 @@ class ShopperStore:
         c.product_views += progress[0]
         c.searches += progress[1]
         c.coupons_applied += progress[2]
-        if new_time:
+        if new_time is not old_time or restarted:
             seconds = c.activity_seconds
-            old_base = {} if restarted else old_time
-            for name, minutes in new_time.items():
-                delta = minutes - old_base.get(name, 0.0)
+            old_base = _NO_TIME if restarted else old_time
+            for name, spent in new_time.items():
+                delta = spent - old_base.get(name, 0.0)
                 if delta > 0:
                     seconds[name] = seconds.get(name, 0.0) + delta * 60
         old.page_views, old.clicks = page_views, clicks
         old.products_viewed, old.searches = products, searches
         old.coupons, old.events_triggered = coupons, triggered
-        old.queries_run, old.reports_created = queries, update.reports_created
-        old.dashboards_viewed = update.dashboards_viewed
-        old.feature_time = tuple(new_time.items())
+        old.queries_run, old.reports_created = queries, reports
+        old.dashboards_viewed = dashboards
+        old.feature_time = new_time
         return restarted, progress
 
     def _follow_actions(
