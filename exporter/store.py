@@ -229,13 +229,33 @@ def _cents(dollars: float) -> int:
     return round(dollars * 100)
 
 
+_SECOND_TEXT: dict[int, str] = {}
+"""ISO text of whole seconds already formatted: a shopper's view holds four times, mostly within
+the same few seconds, and isoformat costs several times the lookup."""
+
+
 def _iso(moment: float | None) -> str | None:
-    if moment is None:
+    """UTC ISO 8601 with milliseconds, as datetime.isoformat(timespec="milliseconds") gives."""
+    if moment is None or not math.isfinite(moment):
         return None
-    try:
-        return datetime.fromtimestamp(moment, UTC).isoformat(timespec="milliseconds")
-    except (OverflowError, OSError, ValueError):
-        return None
+    # Split and round the way datetime.fromtimestamp does (fraction to microseconds, half even).
+    fraction, whole_seconds = math.modf(moment)
+    micro = round(fraction * 1e6)
+    whole = int(whole_seconds)
+    if micro >= 1_000_000:
+        whole, micro = whole + 1, micro - 1_000_000
+    elif micro < 0:
+        whole, micro = whole - 1, micro + 1_000_000
+    prefix = _SECOND_TEXT.get(whole)
+    if prefix is None:
+        try:
+            prefix = datetime.fromtimestamp(whole, UTC).isoformat()[:19]
+        except (OverflowError, OSError, ValueError):
+            return None
+        if len(_SECOND_TEXT) >= 4096:
+            _SECOND_TEXT.clear()
+        _SECOND_TEXT[whole] = prefix
+    return f"{prefix}.{micro // 1000:03d}+00:00"
 
 
 def _given_or_stored(cart_value: float | None, shopper: Shopper | None) -> float:

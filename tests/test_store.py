@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from exporter.events import ShoppingEvent
 from exporter.model import ShopperEventIn, ShopperUpdate
 from exporter.settings import Settings
 from exporter.store import ShopperStore
+from exporter.store import _iso as view_time
 
 T0 = 1_800_000_000.0
 
@@ -32,8 +36,6 @@ def event(kind: str, at: float = T0, user: str = "s1", **fields: Any) -> Shopper
 
 
 def _iso(at: float) -> str:
-    from datetime import UTC, datetime
-
     return datetime.fromtimestamp(at, UTC).isoformat()
 
 
@@ -318,3 +320,19 @@ class TestAggregates:
         assert agg.cart_items == sum(s.items_in_cart for s in online)
         assert agg.cart_cents == sum(round(s.cart_value * 100) for s in online if s.items_in_cart)
         assert sum(agg.by_activity.values()) == len(online)
+
+
+def _isoformat(moment: float) -> str | None:
+    try:
+        return datetime.fromtimestamp(moment, UTC).isoformat(timespec="milliseconds")
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+@given(st.floats(allow_nan=True, allow_infinity=True) | st.floats(1.6e9, 1.8e9))
+@example(1.7e9 + 0.9999995)  # rounds up into the next second
+@example(-0.0000004)  # just before the epoch
+@example(253402300800.0)  # past year 9999
+def test_view_times_match_isoformat(moment: float) -> None:
+    """The cached formatter of view times gives exactly datetime's ISO text (or None)."""
+    assert view_time(moment) == _isoformat(moment)
