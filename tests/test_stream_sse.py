@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -15,11 +13,10 @@ from aiohttp.test_utils import TestClient, TestServer
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from exporter.api.stream import SEND_BUFFER
 from exporter.app import create_app
 from exporter.eventlog import EventLog, Hub, Subscription
 from exporter.ingest import Ingestor
-from exporter.keys import EVENT_LOG, HUB, INGESTOR, STATUS, STORE, STREAMS
+from exporter.keys import EVENT_LOG, HUB, INGESTOR, STATUS, STORE
 from exporter.settings import Settings
 from exporter.sources.sse import SseEvent, SseParser
 from exporter.store import Shopper, ShopperStore
@@ -117,21 +114,6 @@ class TestFrames:
         await async_wait_until(lambda: _truthy(client.app[STATUS].streams["sse"] == 0))
         metrics = await (await client.get("/metrics")).text()
         assert 'shopper_exporter_stream_subscribers{stream="sse"} 0.0' in metrics
-
-    async def test_stream_socket_send_buffer_is_capped(self, client: Client) -> None:
-        """The kernel may not grow a stream's send buffer to megabytes for a stalled reader."""
-        reader = await open_stream(client, "?types=summary")
-        await reader.read_until(lambda evs: len(evs) >= 1)
-        [response] = client.app[STREAMS]
-        transport = response._req.transport if response._req else None
-        assert transport is not None
-        sock = transport.get_extra_info("socket")
-        # Set explicitly (which also stops autotuning): Linux reports twice the value asked for,
-        # at most twice net.core.wmem_max. Unset, it would report its 16 KiB starting size.
-        ceiling = int(Path("/proc/sys/net/core/wmem_max").read_text())  # noqa: ASYNC240
-        expected = 2 * min(SEND_BUFFER, ceiling)
-        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) == expected
-        reader.response.close()
 
     async def test_filtered_out_frames_do_not_send_keep_alives(self, client: Client) -> None:
         """Summaries a reader filtered out neither reach it nor trigger keep-alive comments."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -32,10 +31,6 @@ RETRY_MS = 5000
 WRITE_BUFFER_LIMIT = 256 * 1024
 """Bytes queued for a reader beyond which it gets nothing more until its connection drains."""
 _KEEP_ALIVE = b": keep-alive\n\n"
-SEND_BUFFER = 256 * 1024
-"""Kernel send buffer of a stream's socket. Left to autotune, Linux grows it to megabytes, which a
-stalled reader fills (every frame rendered and written for nothing) before WRITE_BUFFER_LIMIT
-notices; a reader that keeps up never needs more."""
 
 
 def sse_bytes(frame: Frame) -> bytes:
@@ -179,10 +174,6 @@ async def handle_stream(request: web.Request) -> web.StreamResponse:
     transport = request.transport
     if transport is None:
         return response
-    sock = transport.get_extra_info("socket")
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
     feed = LiveFeed(app[HUB], app[EVENT_LOG], wanted, last_id, app[SETTINGS].stream_backlog)
     streams, status, writer = app[STREAMS], app[STATUS], app[SSE_WRITER]
     streams.add(response)
