@@ -23,6 +23,7 @@ from exporter.model import (
     ShopperUpdate,
     decode,
     parse_json,
+    starts_array,
     validate_event,
     validate_update,
     validate_update_array,
@@ -60,8 +61,6 @@ class IngestReport:
         """True when the body had records and none was valid."""
         return bool(self.rejected) and self.accepted == 0 and self.ignored == 0
 
-
-_ARRAY_START = (b"[", "[")
 
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 
@@ -113,7 +112,7 @@ class Ingestor:
 
     def ingest_bytes(self, raw: bytes | str, transport: str, kind: str = "metric") -> IngestReport:
         """Parse then ingest; raises BodyError (already counted) when the body is unreadable."""
-        if kind == "metric" and raw[:64].lstrip()[:1] in _ARRAY_START:
+        if kind == "metric" and starts_array(raw):
             updates = validate_update_array(raw)
             if updates is not None:
                 self._check_size(len(updates), transport)

@@ -256,6 +256,11 @@ def validate_event(raw: Any) -> ShopperEventIn | tuple[FieldError, ...]:
 _UPDATE_ARRAY: Final = TypeAdapter(list[ShopperUpdate])
 
 
+def starts_array(raw: bytes | str) -> bool:
+    """Whether a body looks like a JSON array (a batch of records), judged by its first bytes."""
+    return raw[:64].lstrip()[:1] in (b"[", "[")
+
+
 def validate_update_array(raw: bytes | str) -> list[ShopperUpdate] | None:
     """A JSON array of updates validated straight from the bytes, or None if anything fails.
 

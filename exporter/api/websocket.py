@@ -23,7 +23,7 @@ from exporter.api.replies import streams_full
 from exporter.eventlog import Frame
 from exporter.ingest import IngestReport
 from exporter.keys import EVENT_LOG, HUB, INGESTOR, SETTINGS, STATUS, STREAMS
-from exporter.model import BodyError, parse_json
+from exporter.model import BodyError, parse_json, starts_array
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ class LiveSocket:
     async def on_message(self, raw: bytes | str) -> None:
         """Answer one inbound message: an ack, an error, or a subscription change."""
         ingestor = self.app[INGESTOR]
-        if raw[:64].lstrip()[:1] in ("[", b"["):
+        if starts_array(raw):
             # A bare array is a batch of updates: straight to the one-pass bulk path.
             await self._ingest(lambda: ingestor.ingest_bytes(raw, "ws"))
             return
