@@ -20,13 +20,14 @@ from exporter.events import ShoppingEvent
 from exporter.model import (
     BodyError,
     Rejection,
+    ShopperEventIn,
     ShopperUpdate,
+    ValidBatch,
     decode,
     parse_json,
-    starts_array,
+    validate_batch,
     validate_event,
     validate_update,
-    validate_update_array,
 )
 from exporter.privacy import Pseudonyms
 from exporter.settings import Settings
@@ -112,20 +113,25 @@ class Ingestor:
 
     def ingest_bytes(self, raw: bytes | str, transport: str, kind: str = "metric") -> IngestReport:
         """Parse then ingest; raises BodyError (already counted) when the body is unreadable."""
-        if kind == "metric" and starts_array(raw):
-            updates = validate_update_array(raw)
-            if updates is not None:
-                self._check_size(len(updates), transport)
-                report = IngestReport()
-                self._apply_updates(updates, report)
-                self._count(transport, len(updates), {})
-                return report
+        if kind == "metric":
+            valid = validate_batch(raw)
+            if valid is not None:
+                return self.ingest_valid(valid, transport)
         try:
             body = parse_json(raw)
         except BodyError as err:
             self.refuse(transport, err.reason)
             raise
         return self.ingest(body, transport, kind)
+
+    def ingest_valid(self, batch: ValidBatch, transport: str) -> IngestReport:
+        """Apply a body whose every record was validated already (the fast path)."""
+        self._check_size(len(batch), transport)
+        report = IngestReport()
+        self._apply_updates(batch.updates, report)
+        self._apply_events(batch.events, report)
+        self._count(transport, len(batch), {})
+        return report
 
     def ingest(self, body: Any, transport: str, kind: str = "metric") -> IngestReport:
         """Apply every valid record of a parsed body; invalid ones change nothing.
@@ -139,28 +145,22 @@ class Ingestor:
             raise
         self._check_size(len(batch), transport)
         report = IngestReport()
-        valid: list[ShopperUpdate] = []
+        updates: list[ShopperUpdate] = []
         for index, raw in batch.metrics:
             update = validate_update(raw)
             if isinstance(update, tuple):
                 report.rejected.append(Rejection(index, "metric", update))
             else:
-                valid.append(update)
-        self._apply_updates(valid, report)
-        now = self.clock()
+                updates.append(update)
+        events: list[ShopperEventIn] = []
         for index, raw in batch.events:
             event = validate_event(raw)
             if isinstance(event, tuple):
                 report.rejected.append(Rejection(index, "event", event))
-                continue
-            if self.pseudonyms is not None:
-                named = {"user_name": self.pseudonyms.user_name(event.user_name)}
-                event = event.model_copy(
-                    update={"user_id": self.pseudonyms.user_id(event.user_id)}
-                    | (named if event.user_name else {})
-                )
-            report.accepted += 1
-            self.record(self.store.apply_event(event, now))
+            else:
+                events.append(event)
+        self._apply_updates(updates, report)
+        self._apply_events(events, report)
         self._count(transport, len(batch), {"invalid": len(report.rejected)})
         return report
 
@@ -203,6 +203,20 @@ class Ingestor:
                 if shopper is not None:
                     self.publish_shopper(shopper)
         report.accepted += accepted
+
+    def _apply_events(self, events: list[ShopperEventIn], report: IngestReport) -> None:
+        """Record valid explicit events in order (after the body's updates)."""
+        now = self.clock()
+        pseudonyms = self.pseudonyms
+        for event in events:
+            if pseudonyms is not None:
+                named = {"user_name": pseudonyms.user_name(event.user_name)}
+                event = event.model_copy(
+                    update={"user_id": pseudonyms.user_id(event.user_id)}
+                    | (named if event.user_name else {})
+                )
+            report.accepted += 1
+            self.record(self.store.apply_event(event, now))
 
     def keep_lines(self, lines: Iterable[tuple[str, float, str]], transport: str) -> int:
         """Keep plain log lines (no shopper record in them) as events of their own type.

@@ -195,7 +195,7 @@ def decode(body: Any, default_kind: str = "metric") -> Batch:
     if isinstance(body, list):
         target.extend(enumerate(body))
     elif isinstance(body, dict):
-        if "metrics" in body or "events" in body:
+        if is_envelope(body):
             for key, dest in (("metrics", batch.metrics), ("events", batch.events)):
                 part = body.get(key, [])
                 if not isinstance(part, list):
@@ -253,25 +253,55 @@ def validate_event(raw: Any) -> ShopperEventIn | tuple[FieldError, ...]:
         return field_errors(err)
 
 
-_UPDATE_ARRAY: Final = TypeAdapter(list[ShopperUpdate])
+class _Envelope(BaseModel):
+    """The `{"metrics": [...], "events": [...]}` shape, as the fast path reads it."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    metrics: list[ShopperUpdate] = []
+    events: list[ShopperEventIn] = []
 
 
-def starts_array(raw: bytes | str) -> bool:
-    """Whether a body looks like a JSON array (a batch of records), judged by its first bytes."""
-    return raw[:64].lstrip()[:1] in (b"[", "[")
+_BATCH: Final = TypeAdapter(
+    # Left to right, not pydantic's "smart" mode: that would try a strict pass over the whole
+    # array before the lax one, and every member's rules must be those of the record path.
+    Annotated[list[ShopperUpdate] | _Envelope, Field(union_mode="left_to_right")]
+)
 
 
-def validate_update_array(raw: bytes | str) -> list[ShopperUpdate] | None:
-    """A JSON array of updates validated straight from the bytes, or None if anything fails.
+@dataclass(frozen=True, slots=True)
+class ValidBatch:
+    """The records of a body in which every record is valid (updates, then events)."""
+
+    updates: list[ShopperUpdate]
+    events: list[ShopperEventIn]
+
+    def __len__(self) -> int:
+        return len(self.updates) + len(self.events)
+
+
+def is_envelope(body: Any) -> bool:
+    """Whether a parsed body has the `{"metrics", "events"}` shape (either key makes it one)."""
+    return isinstance(body, dict) and ("metrics" in body or "events" in body)
+
+
+def validate_batch(raw: bytes | str) -> ValidBatch | None:
+    """An array of updates or a `{"metrics", "events"}` body, validated straight from the bytes;
+    None if any record is invalid or the body has another shape.
 
     The fast path for bulk bodies: pydantic parses and validates in one pass, without building
     a dict per record first. On None the caller takes the record-by-record path, which applies
-    the valid records and names each bad field.
+    the valid records and names each bad field (or reads the other shapes).
     """
     try:
-        return _UPDATE_ARRAY.validate_json(raw)
+        body = _BATCH.validate_json(raw)
     except ValidationError:
         return None
+    if isinstance(body, list):
+        return ValidBatch(body, [])
+    if not body.model_fields_set:
+        return None  # an object without either key: one update, or a WebSocket message
+    return ValidBatch(body.metrics, body.events)
 
 
 def epoch(moment: datetime) -> float:

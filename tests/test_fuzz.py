@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -72,6 +73,30 @@ def test_any_body_is_answered_and_state_stays_consistent(body: Any, kind: str) -
     assert store.aggregates.active == len(online)
     assert store.aggregates.cart_items == sum(s.items_in_cart for s in online)
     orjson.dumps(store.summary(0))  # always serialisable
+
+
+def _fed(body: Any, kind: str, *, from_bytes: bool) -> tuple[Any, dict[str, Any], list[Any]]:
+    """(the reply or the refusal, the store's state, the logged events) after one body."""
+    config = Settings()
+    ingestor = Ingestor(config, ShopperStore(config), EventLog(100), Hub(), clock=lambda: 1e9)
+    try:
+        if from_bytes:
+            reply: Any = ingestor.ingest_bytes(json.dumps(body), "http", kind).to_json()
+        else:
+            reply = ingestor.ingest(body, "http", kind).to_json()
+    except BodyError as err:
+        reply = (err.reason, str(err))
+    logged = [row[2:] for row in ingestor.log.export_state()["events"]]  # without ids and times
+    return reply, ingestor.store.export_state(), logged
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(body=bodies, kind=st.sampled_from(["metric", "event"]))
+def test_raw_bodies_end_as_their_parsed_form(body: Any, kind: str) -> None:
+    """A body sent as bytes (which takes the one-pass fast path when every record is valid)
+    leaves the same reply, store and event log as the same body parsed and read record by
+    record."""
+    assert _fed(body, kind, from_bytes=True) == _fed(body, kind, from_bytes=False)
 
 
 @pytest.mark.integration

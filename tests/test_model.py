@@ -15,9 +15,9 @@ from exporter.model import (
     ShopperUpdate,
     decode,
     parse_json,
+    validate_batch,
     validate_event,
     validate_update,
-    validate_update_array,
 )
 
 from support import brief_example
@@ -122,31 +122,76 @@ class TestShopperUpdate:
         assert errors[0].message == "must be a JSON object"
 
 
-class TestUpdateArray:
-    """The bulk fast path: a JSON array validated in one pass must agree with record by record."""
+def _journeys() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Demo updates (the brief's example first) and the events of the same journeys."""
+    demo = DemoGenerator(300, seed=3, pace=2.0)
+    updates: list[dict[str, Any]] = [brief_example()]
+    events: list[dict[str, Any]] = []
+    for step in range(40):
+        more_updates, more_events = demo.tick(1_700_000_000.0 + step)
+        updates += more_updates
+        events += more_events
+    return updates, events
 
-    def test_same_updates_as_record_by_record(self) -> None:
+
+class TestValidBatch:
+    """The bulk fast path: a body validated in one pass must agree with record by record."""
+
+    def test_array_gives_the_same_updates_as_record_by_record(self) -> None:
         """Demo journeys and the brief's example come out equal on both paths."""
-        demo = DemoGenerator(300, seed=3, pace=2.0)
-        records: list[dict[str, Any]] = [brief_example()]
-        for step in range(20):
-            records.extend(demo.tick(1_700_000_000.0 + step)[0])
-        fast = validate_update_array(json.dumps(records).encode())
+        updates, _ = _journeys()
+        fast = validate_batch(json.dumps(updates).encode())
         assert fast is not None
-        assert fast == [validate_update(r) for r in records]
-        assert len(fast) == len(records) > 300
+        assert fast.updates == [validate_update(r) for r in updates]
+        assert fast.events == []
+        assert len(fast) == len(updates) > 300
+
+    def test_envelope_gives_the_same_records_as_record_by_record(self) -> None:
+        """`{"metrics", "events"}`: updates and events equal on both paths, extra keys ignored."""
+        updates, events = _journeys()
+        assert events, "the journeys should have produced events"
+        body = json.dumps({"metrics": updates, "events": events, "source": "pos"})
+        fast = validate_batch(body)
+        assert fast is not None
+        assert fast.updates == [validate_update(r) for r in updates]
+        assert fast.events == [validate_event(e) for e in events]
+        only_events = validate_batch(json.dumps({"events": events}))
+        assert only_events is not None
+        assert (only_events.updates, len(only_events.events)) == ([], len(events))
+
+    @pytest.mark.parametrize(
+        "body",
+        [
+            {"userId": "a", "userName": "A", "timestamp": "2026-01-01T00:00:00Z", "isActive": True},
+            {"type": "subscribe"},
+            {"type": "user_metric", "metric": {}},
+            42,
+        ],
+    )
+    def test_other_shapes_take_the_record_path(self, body: Any) -> None:
+        """One update, a WebSocket message or a scalar is not a batch: None, so the caller reads
+        it as it always did."""
+        assert validate_batch(json.dumps(body)) is None
 
     @pytest.mark.parametrize(("field", "value", "reason"), BAD_VALUES)
     def test_any_bad_record_sends_the_batch_to_the_record_path(
         self, field: str, value: Any, reason: str
     ) -> None:
-        """Whatever the record path refuses, the array path refuses too (so it falls back and
-        the reply can name the field), never accepting it."""
+        """Whatever the record path refuses, the fast path refuses too, as an array or in an
+        envelope (so it falls back and the reply can name the field), never accepting it."""
         bad = brief_example()
         bad[field] = value
-        body = json.dumps([brief_example(), bad]).encode()
-        assert validate_update_array(body) is None
         assert isinstance(validate_update(bad), tuple)
+        assert validate_batch(json.dumps([brief_example(), bad]).encode()) is None
+        assert validate_batch(json.dumps({"metrics": [brief_example(), bad]})) is None
+
+    def test_a_bad_event_sends_the_envelope_to_the_record_path(self) -> None:
+        """An invalid explicit event (here a free-text type) refuses the fast path as well."""
+        _, events = _journeys()
+        bad = dict(events[0], type="<script>")
+        assert isinstance(validate_event(bad), tuple)
+        assert validate_batch(json.dumps({"metrics": [], "events": [*events, bad]})) is None
+        assert validate_batch(json.dumps({"metrics": {"userId": "a"}})) is None
 
 
 class TestEvents:
