@@ -82,6 +82,15 @@ class TestPush:
         assert rejection["kind"] == "metric"
         assert {e["field"] for e in rejection["errors"]} == {"pageViews", "scrollDepth"}
 
+    async def test_a_batch_is_a_batch_whatever_its_type(self, ws: ClientConnection) -> None:
+        """A message with `metrics` is acked as a batch, even with a control word as its
+        type: all-valid (the one-pass path) and with a bad record (the record path) alike."""
+        valid = {"type": "subscribe", "metrics": [shopper("t1")]}
+        assert await send(ws, valid) == {"type": "ack", "accepted": 1, "ignored": 0, "rejected": []}
+        mixed = {"type": "subscribe", "metrics": [shopper("t2"), shopper("t3", pageViews=-1)]}
+        ack = await send(ws, mixed)
+        assert (ack["type"], ack["accepted"], ack["rejected"][0]["index"]) == ("ack", 1, 1)
+
     async def test_bad_json_is_answered_and_the_connection_stays(
         self, server: TestServer, ws: ClientConnection
     ) -> None:

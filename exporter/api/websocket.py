@@ -2,7 +2,8 @@
 
 Inbound, every body shape the HTTP API takes, plus `{"type": "user_metric", "metric": {...}}` and
 `{"type": "event", "event": {...}}`. Control messages: `{"type": "subscribe", "types": [...],
-"user": id, "lastEventId": n}` (all optional) and `{"type": "unsubscribe"}`. Outbound frames use
+"user": id, "lastEventId": n}` (all optional) and `{"type": "unsubscribe"}`; a message with
+`metrics` or `events` is a batch, whatever its `type`. Outbound frames use
 the brief's shapes: `{"type": "user_metric", "metric": {...}}`, `{"type": "event", "event": {...}}`,
 `{"type": "summary", "summary": {...}}`.
 """
