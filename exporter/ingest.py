@@ -6,7 +6,6 @@ to `Ingestor.ingest`; nothing else writes to the store.
 
 from __future__ import annotations
 
-import operator
 import re
 import time
 from collections.abc import Callable, Iterable
@@ -31,15 +30,11 @@ from exporter.model import (
 )
 from exporter.privacy import Pseudonyms
 from exporter.settings import Settings
-from exporter.store import Shopper, ShopperStore
+from exporter.store import Shopper, ShopperStore, glimpse, view_of
 
 TRANSPORTS = ("http", "ws", "sse", "poll", "loki", "demo")
 MAX_LINE = 1000
 """Characters of a plain log line kept in the event log."""
-_snapshot = operator.attrgetter(*Shopper.__slots__)
-"""A shopper's state as a tuple, taken in C: cheaper than rendering it, and as good as immutable
-(every slot holds a str, number, None, tuple, or a featureTime mapping that updates replace and
-never change in place), so a frame read later still shows publish time."""
 
 
 @dataclass(slots=True)
@@ -61,6 +56,10 @@ class IngestReport:
     def all_rejected(self) -> bool:
         """True when the body had records and none was valid."""
         return bool(self.rejected) and self.accepted == 0 and self.ignored == 0
+
+
+def _shopper_data(glimpsed: tuple[Any, ...]) -> str:
+    return orjson.dumps(view_of(glimpsed)).decode()
 
 
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
@@ -91,8 +90,6 @@ class Ingestor:
         self.rejected: dict[tuple[str, str], int] = {}
         salt = settings.pseudonym_salt
         self.pseudonyms = Pseudonyms(salt) if salt else None
-        # Bound once, not once per published frame.
-        self._render_shopper = self._shopper_data
 
     def shopper_key(self, user_id: str) -> str:
         """The id the store knows a shopper by (their pseudonym when pseudonyms are on)."""
@@ -249,16 +246,10 @@ class Ingestor:
                 self.log.last_id,
                 None,
                 shopper.user_id,
-                source=_snapshot(shopper),
-                render=self._render_shopper,
+                source=glimpse(shopper),
+                render=_shopper_data,
             )
         )
-
-    def _shopper_data(self, values: tuple[Any, ...]) -> str:
-        shopper = Shopper.__new__(Shopper)
-        for name, value in zip(Shopper.__slots__, values, strict=True):
-            setattr(shopper, name, value)
-        return orjson.dumps(self.store.view(shopper)).decode()
 
     def publish_summary(self) -> dict[str, Any]:
         """Publish the summary frame (once a second while anyone listens); returns it."""

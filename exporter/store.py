@@ -343,6 +343,96 @@ _fingerprint_fields = operator.itemgetter(
 """What tells a repeated update from a new one with the same timestamp; taken from the model's
 field dict in C (pydantic attribute access costs several times a plain one)."""
 
+glimpse = operator.attrgetter(
+    "user_id",
+    "user_name",
+    "location",
+    "membership",
+    "delivery_window",
+    "activity",
+    "features_used",
+    "feature_time",
+    "online",
+    "is_active",
+    "session_seconds",
+    "session_started",
+    "cart_value",
+    "items_in_cart",
+    "page_views",
+    "clicks",
+    "scroll_depth",
+    "products_viewed",
+    "searches",
+    "coupons",
+    "events_triggered",
+    "last_action",
+    "last_action_time",
+    "timestamp",
+    "received",
+)
+"""What a shopper's view shows, as a tuple taken in one C call. As good as a copy: every field
+holds a str, number, bool, None, tuple or a featureTime mapping that updates replace and never
+change in place, so a live frame can keep it and render the view at publish time later."""
+
+
+def view_of(glimpsed: tuple[Any, ...]) -> dict[str, Any]:
+    """The public JSON form of a shopper from its `glimpse` (never an email: none is kept)."""
+    (
+        user_id,
+        user_name,
+        location,
+        membership,
+        delivery_window,
+        activity,
+        features_used,
+        feature_time,
+        online,
+        is_active,
+        session_seconds,
+        session_started,
+        cart_value,
+        items_in_cart,
+        page_views,
+        clicks,
+        scroll_depth,
+        products_viewed,
+        searches,
+        coupons,
+        events_triggered,
+        last_action,
+        last_action_time,
+        timestamp,
+        received,
+    ) = glimpsed
+    return {
+        "userId": user_id,
+        "userName": user_name,
+        "location": location,
+        "membershipType": membership,
+        "deliveryWindow": delivery_window,
+        "activeFeature": activity,
+        "featuresUsed": list(features_used),
+        "featureTime": dict(feature_time),
+        "online": online,
+        "isActive": is_active,
+        "sessionSeconds": round(session_seconds, 1),
+        "sessionStartedAt": _iso(session_started or None),
+        "cartValue": round(cart_value, 2),
+        "itemsInCart": items_in_cart,
+        "pageViews": page_views,
+        "clickCount": clicks,
+        "scrollDepth": scroll_depth,
+        "productsViewed": products_viewed,
+        "searchesPerformed": searches,
+        "couponsApplied": coupons,
+        "eventsTriggered": events_triggered,
+        "lastAction": last_action,
+        "lastActionTime": _iso(last_action_time),
+        "timestamp": _iso(timestamp),
+        "lastSeen": _iso(received),
+    }
+
+
 _ZERO = Shopper("")
 """A shopper with every count at zero: the baseline of a new session."""
 
@@ -961,33 +1051,7 @@ class ShopperStore:
 
     def view(self, shopper: Shopper) -> dict[str, Any]:
         """The public JSON form of a shopper (never an email: the store never had one)."""
-        return {
-            "userId": shopper.user_id,
-            "userName": shopper.user_name,
-            "location": shopper.location,
-            "membershipType": shopper.membership,
-            "deliveryWindow": shopper.delivery_window,
-            "activeFeature": shopper.activity,
-            "featuresUsed": list(shopper.features_used),
-            "featureTime": dict(shopper.feature_time),
-            "online": shopper.online,
-            "isActive": shopper.is_active,
-            "sessionSeconds": round(shopper.session_seconds, 1),
-            "sessionStartedAt": _iso(shopper.session_started or None),
-            "cartValue": round(shopper.cart_value, 2),
-            "itemsInCart": shopper.items_in_cart,
-            "pageViews": shopper.page_views,
-            "clickCount": shopper.clicks,
-            "scrollDepth": shopper.scroll_depth,
-            "productsViewed": shopper.products_viewed,
-            "searchesPerformed": shopper.searches,
-            "couponsApplied": shopper.coupons,
-            "eventsTriggered": shopper.events_triggered,
-            "lastAction": shopper.last_action,
-            "lastActionTime": _iso(shopper.last_action_time),
-            "timestamp": _iso(shopper.timestamp),
-            "lastSeen": _iso(shopper.received),
-        }
+        return view_of(glimpse(shopper))
 
     def summary(self, now: float) -> dict[str, Any]:
         """The key metrics of the brief; O(label values), independent of the number of shoppers."""

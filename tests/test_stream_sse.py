@@ -13,13 +13,14 @@ from aiohttp.test_utils import TestClient, TestServer
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from exporter import ingest
 from exporter.app import create_app
 from exporter.eventlog import EventLog, Hub, Subscription
 from exporter.ingest import Ingestor
 from exporter.keys import EVENT_LOG, HUB, INGESTOR, STATUS, STORE
 from exporter.settings import Settings
 from exporter.sources.sse import SseEvent, SseParser
-from exporter.store import Shopper, ShopperStore
+from exporter.store import ShopperStore, view_of
 
 from support import async_wait_until, iso, shopper
 
@@ -339,16 +340,15 @@ class TestLazyFrames:
         it finally takes is rendered once, however often it is read."""
         ingestor, _ = self.make()
         stalled = ingestor.hub.subscribe(max_backlog=5)
-        store, log = ingestor.store, ingestor.log
+        log = ingestor.log
         views = 0
-        real_view = store.view
 
-        def counting_view(s: Shopper) -> dict[str, Any]:
+        def counting_view(glimpsed: tuple[Any, ...]) -> dict[str, Any]:
             nonlocal views
             views += 1
-            return real_view(s)
+            return view_of(glimpsed)
 
-        monkeypatch.setattr(store, "view", counting_view)
+        monkeypatch.setattr(ingest, "view_of", counting_view)
         for i in range(20):
             at = 1_800_000_000.0 + i
             ingestor.ingest(shopper("a", timestamp=iso(at), pageViews=i), "http")
