@@ -12,10 +12,15 @@ import pytest
 from aiohttp.test_utils import TestServer
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import Frame as WsFrame
+from websockets.frames import Opcode
+from websockets.streams import StreamReader
 
+from exporter.api.websocket import ws_bytes
 from exporter.app import create_app
 from exporter.client import MetricsClient, PushError
-from exporter.keys import INGESTOR, STATUS, STORE
+from exporter.eventlog import Frame
+from exporter.keys import HUB, INGESTOR, STATUS, STORE
 from exporter.settings import Settings
 
 from support import ROOT, async_wait_until, brief_example, iso, shopper
@@ -232,3 +237,56 @@ class TestPusher:
         assert server.app[INGESTOR].received["ws"] > 0
         assert server.app[INGESTOR].received.get("http", 0) == 0
         assert len(server.app[STORE]) > 0
+
+
+class TestFraming:
+    @pytest.mark.parametrize("size", [0, 1, 125, 126, 127, 65_535, 65_536, 200_000])
+    def test_frames_parse_as_text_messages(self, size: int) -> None:
+        """Live frames are written as whole WebSocket messages: the `websockets` parser reads
+        each back as one final, unmasked text frame, at every length encoding's edges."""
+        data = '"' + "x" * size + '"'
+        wire = ws_bytes(Frame("summary", 1, data))
+        reader = StreamReader()
+        reader.feed_data(wire)
+        reader.feed_eof()
+        parser = WsFrame.parse(reader.read_exact, mask=False)
+        with pytest.raises(StopIteration) as parsed:
+            next(parser)
+        frame: WsFrame = parsed.value.value
+        assert (frame.opcode, frame.fin) == (Opcode.TEXT, True)
+        assert orjson.loads(frame.data) == {"type": "summary", "summary": "x" * size}
+        assert reader.at_eof()
+
+
+class TestStalledSubscriber:
+    async def test_stalled_subscriber_falls_behind_and_pushes_go_on(
+        self, aiohttp_server: Any
+    ) -> None:
+        """A WebSocket subscriber that stops reading is held to its backlog, its drops are
+        counted, pushes from another socket are all acked and applied, and once it reads
+        again it gets the newest frames in order."""
+        app = create_app(Settings(stream_backlog=500, summary_interval=3600))
+        server: TestServer = await aiohttp_server(app)
+        hub = app[HUB]
+        url = f"ws://127.0.0.1:{server.port}/ws"
+        async with connect(url, max_queue=1) as stalled, connect(url) as pusher:
+            assert (await send(stalled, {"type": "subscribe", "types": ["event"]}))[
+                "type"
+            ] == "subscribed"
+            events = 0
+            while hub.dropped_frames == 0 and events < 400_000:
+                batch = [
+                    {"type": "search", "userId": "a", "timestamp": iso(), "query": f"q{i}"}
+                    for i in range(events, events + 500)
+                ]
+                assert (await send(pusher, {"events": batch}))["accepted"] == 500
+                events += 500
+            assert hub.dropped_frames > 0, "the stalled subscriber never fell behind"
+            assert app[STORE].counters.events["search"] == events
+            ids: list[int] = []
+            async with asyncio.timeout(30):
+                while not ids or ids[-1] < events:
+                    message = await recv(stalled)
+                    ids.append(message["event"]["id"])
+            assert ids == sorted(set(ids))
+            assert len(ids) == events - hub.dropped_frames

@@ -11,14 +11,15 @@ the brief's shapes: `{"type": "user_metric", "metric": {...}}`, `{"type": "event
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+import struct
 from collections.abc import Callable
 from typing import Any
 
 import orjson
 from aiohttp import WebSocketError, WSCloseCode, WSMsgType, web
 
+from exporter.api.fanout import LIVE_WRITER, LiveReader, Wire
 from exporter.api.live import FilterError, FrameFilter, LiveFeed, parse_event_id
 from exporter.api.replies import streams_full
 from exporter.eventlog import Frame
@@ -34,14 +35,36 @@ HEARTBEAT_SECONDS = 30.0
 _PAYLOAD_KEY = {"user_metric": "metric", "event": "event", "summary": "summary"}
 
 
-def ws_text(frame: Frame) -> bytes:
-    """One frame as the brief's WebSocket message (UTF-8 JSON), encoded once for all readers."""
+def ws_bytes(frame: Frame) -> bytes:
+    """One frame as the brief's WebSocket message: a whole unmasked text frame (RFC 6455 §5.2,
+    as a server sends it) of UTF-8 JSON, encoded once for all readers."""
     wire = frame.encoded.get("ws")
     if wire is None:
-        wire = frame.encoded["ws"] = (
-            f'{{"type":"{frame.kind}","{_PAYLOAD_KEY[frame.kind]}":{frame.data}}}'.encode()
-        )
+        payload = f'{{"type":"{frame.kind}","{_PAYLOAD_KEY[frame.kind]}":{frame.data}}}'.encode()
+        wire = frame.encoded["ws"] = ws_header(len(payload)) + payload
     return wire
+
+
+def ws_header(length: int) -> bytes:
+    """The header of a final, unmasked text frame carrying `length` bytes."""
+    if length < 126:
+        return _SHORT.pack(_FIN_TEXT, length)
+    if length < 1 << 16:
+        return _MEDIUM.pack(_FIN_TEXT, 126, length)
+    return _LONG.pack(_FIN_TEXT, 127, length)
+
+
+_FIN_TEXT = 0x81
+_SHORT, _MEDIUM, _LONG = struct.Struct("!BB"), struct.Struct("!BBH"), struct.Struct("!BBQ")
+
+
+def _as_is(data: bytes) -> bytes:
+    return data
+
+
+WS = Wire("ws", ws_bytes, _as_is)
+"""Frames are whole WebSocket messages, so a batch is just their bytes in a row: written in one
+piece it cannot interleave with aiohttp's own frames (acks, pings, the close)."""
 
 
 def _json(body: Any) -> str:
@@ -55,10 +78,13 @@ def _error(reason: str, message: str) -> str:
 class LiveSocket:
     """One /ws connection: applies pushed bodies and, once subscribed, sends live frames."""
 
-    def __init__(self, app: web.Application, ws: web.WebSocketResponse) -> None:
+    def __init__(
+        self, app: web.Application, ws: web.WebSocketResponse, transport: asyncio.Transport
+    ) -> None:
         self.app = app
         self.ws = ws
-        self._sender: asyncio.Task[None] | None = None
+        self.transport = transport
+        self._reader: LiveReader | None = None
 
     async def on_message(self, raw: bytes | str) -> None:
         """Answer one inbound message: an ack, an error, or a subscription change."""
@@ -79,7 +105,7 @@ class LiveSocket:
         if kind == "subscribe":
             await self.subscribe(body)
         elif kind == "unsubscribe":
-            await self.unsubscribe()
+            self.unsubscribe()
             await self.ws.send_str('{"type":"unsubscribed"}')
         else:
             await self._ingest(lambda: ingestor.ingest(body, "ws"))
@@ -110,7 +136,7 @@ class LiveSocket:
         except FilterError as err:
             await self.ws.send_str(_error("invalid", str(err)))
             return
-        await self.unsubscribe()
+        self.unsubscribe()
         app = self.app
         feed = LiveFeed(
             app[HUB],
@@ -130,25 +156,19 @@ class LiveSocket:
             )
         )
         app[STATUS].streams["ws"] += 1
-        self._sender = asyncio.create_task(self._send_live(feed), name="ws live frames")
+        loop = asyncio.get_running_loop()
+        ws = self.ws
+        self._reader = LiveReader(
+            feed, self.transport, WS, loop.time(), loop.create_future(), gone=lambda: ws.closed
+        )
+        app[LIVE_WRITER].add(self._reader)
 
-    async def unsubscribe(self) -> None:
+    def unsubscribe(self) -> None:
         """Stop sending live frames (no-op when not subscribed)."""
-        sender, self._sender = self._sender, None
-        if sender is not None:
-            sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sender
-
-    async def _send_live(self, feed: LiveFeed) -> None:
-        try:
-            while not feed.closed:
-                for frame in await feed.next_batch():
-                    await self.ws.send_frame(ws_text(frame), WSMsgType.TEXT)
-        except ConnectionResetError:
-            pass  # the peer went away; the receive loop ends too
-        finally:
-            feed.close()
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            self.app[LIVE_WRITER].remove(reader)
+            reader.feed.close()
             self.app[STATUS].streams["ws"] -= 1
 
 
@@ -165,7 +185,10 @@ async def handle_ws(request: web.Request) -> web.StreamResponse:
         heartbeat=HEARTBEAT_SECONDS,
     )
     await ws.prepare(request)
-    socket = LiveSocket(app, ws)
+    transport = request.transport
+    if transport is None:  # the client left during the handshake
+        return ws
+    socket = LiveSocket(app, ws, transport)
     streams = app[STREAMS]
     streams.add(ws)
     try:
@@ -180,7 +203,7 @@ async def handle_ws(request: web.Request) -> web.StreamResponse:
     except ConnectionResetError:
         pass  # the peer went away mid-reply
     finally:
-        await socket.unsubscribe()
+        socket.unsubscribe()
         streams.discard(ws)
     return ws
 
