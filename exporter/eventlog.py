@@ -93,6 +93,22 @@ class EventLog:
             return None
         return self._ring[event_id % self.capacity]
 
+    def held(self, ids: list[int]) -> Iterator[LoggedEvent]:
+        """The events with these ids (sorted either way) that the buffer still holds, in order.
+
+        For readers with many ids at once (a stream index): the bounds are checked at the two
+        ends, and the lookups run in C. The buffer must not change while the iterator is in use
+        (no await in between).
+        """
+        if not ids:
+            return iter(())
+        first, last = self.first_id, self.last_id
+        if min(ids[0], ids[-1]) < first or max(ids[0], ids[-1]) > last:
+            ids = [i for i in ids if first <= i <= last]
+        # Ids between first_id and last_id are always filled.
+        positions = map(self.capacity.__rmod__, ids)
+        return cast("Iterator[LoggedEvent]", map(self._ring.__getitem__, positions))
+
     def redact(self, user_id: str) -> int:
         """Replace a shopper's identity in every held event (erasure); returns how many."""
         erased = 0

@@ -115,3 +115,17 @@ def test_catalog_counts_agree(selector: str) -> None:
     assert {k: t.entries for k, t in counted.items()} == {k: t.entries for k, t in scanned.items()}
     assert counted
     assert all(t.bytes > 0 for t in scanned.values())
+
+
+@pytest.mark.parametrize("backward", [False, True])
+def test_held_gives_what_get_gives(backward: bool) -> None:
+    """A bulk lookup returns, in the order asked, exactly the events `get` finds one by one:
+    ids that fell off the ring and ids not logged yet are left out."""
+    sources, _ = filled(100, 250)
+    log = sources.log
+    assert (log.first_id, log.last_id) == (151, 250)
+    for ids in ([], [151, 160, 250], list(range(140, 260, 3)), [200]):
+        asked = sorted(ids, reverse=backward)
+        expected = [e for e in map(log.get, asked) if e is not None]
+        assert list(log.held(asked)) == expected
+        assert all(e.id in ids for e in expected)

@@ -86,16 +86,12 @@ class StreamIndex:
             if hi > lo:
                 runs.append(bucket[lo:hi])
         if not runs:
-            return
+            return iter(())
         # Sorting already sorted runs is a merge in C; cheaper than a Python heap merge.
         merged = sorted(chain.from_iterable(runs)) if len(runs) > 1 else list(runs[0])
         if backward:
             merged.reverse()
-        get = self.log.get
-        for event_id in merged:
-            logged = get(event_id)
-            if logged is not None:
-                yield logged
+        return self.log.held(merged)
 
 
 INDEX = web.AppKey("loki_index", StreamIndex)
