@@ -109,14 +109,6 @@ class LiveFeed:
     def dropped(self) -> int:
         return self._sub.dropped
 
-    async def next_batch(self, wait: float | None = None) -> list[Frame]:
-        """The next frames for this subscriber; empty after `wait` seconds without any."""
-        self.shared = False
-        if self._replay:
-            replay, self._replay = self._replay, []
-            return replay
-        return self._select(await self._sub.next_batch(wait))
-
     def take(self) -> list[Frame]:
         """The frames waiting for this subscriber, without waiting (possibly none)."""
         self.shared = False
