@@ -23,6 +23,7 @@ import orjson
 from aiohttp.test_utils import TestClient, TestServer
 
 from exporter.app import create_app
+from exporter.cli import tune_collector
 from exporter.demo import DemoGenerator
 from exporter.keys import EVENT_LOG, INGESTOR
 from exporter.settings import Settings
@@ -104,6 +105,7 @@ async def main() -> None:
     args = parser.parse_args()
 
     app = create_app(Settings(event_log_size=args.events, retention=7_200.0))
+    tune_collector()  # as the service does once its app is built
     async with TestClient(TestServer(app)) as client:
         seconds = fill(app, args.events)
         log = app[EVENT_LOG]
