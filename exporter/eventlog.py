@@ -188,7 +188,7 @@ class Frame:
     never serialised.
     """
 
-    __slots__ = ("_data", "_render", "_source", "encoded", "event_type", "id", "kind", "user_id")
+    __slots__ = ("_data", "_render", "_source", "encoded", "id", "kind", "user_id")
 
     def __init__(
         self,
@@ -196,7 +196,6 @@ class Frame:
         id: int,
         data: str | None = None,
         user_id: str | None = None,
-        event_type: str | None = None,
         *,
         source: Any = None,
         render: Callable[[Any], str] | None = None,
@@ -206,7 +205,6 @@ class Frame:
         self.kind = kind
         self.id = id
         self.user_id = user_id
-        self.event_type = event_type
         self._data = data
         self._source = source
         self._render = render
@@ -235,9 +233,7 @@ def _event_data(logged: LoggedEvent) -> str:
 def event_frame(logged: LoggedEvent) -> Frame:
     """The live frame of a logged event; its JSON is rendered when a reader first takes it."""
     event = logged.event
-    return Frame(
-        "event", logged.id, None, event.user_id, event.type, source=logged, render=_event_data
-    )
+    return Frame("event", logged.id, None, event.user_id, source=logged, render=_event_data)
 
 
 class Subscription:
