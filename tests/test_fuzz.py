@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from exporter.eventlog import EventLog, Hub
 from exporter.ingest import Ingestor
-from exporter.model import BodyError
+from exporter.model import BodyError, parse_json
 from exporter.settings import Settings
 from exporter.store import ShopperStore
 
@@ -79,11 +79,13 @@ def _fed(body: Any, kind: str, *, from_bytes: bool) -> tuple[Any, dict[str, Any]
     """(the reply or the refusal, the store's state, the logged events) after one body."""
     config = Settings()
     ingestor = Ingestor(config, ShopperStore(config), EventLog(100), Hub(), clock=lambda: 1e9)
+    raw = json.dumps(body)
     try:
         if from_bytes:
-            reply: Any = ingestor.ingest_bytes(json.dumps(body), "http", kind).to_json()
+            reply: Any = ingestor.ingest_bytes(raw, "http", kind).to_json()
         else:
-            reply = ingestor.ingest(body, "http", kind).to_json()
+            # Parsed as the service parses (orjson reads integers past 64 bits as floats).
+            reply = ingestor.ingest(parse_json(raw), "http", kind).to_json()
     except BodyError as err:
         reply = (err.reason, str(err))
     logged = [row[2:] for row in ingestor.log.export_state()["events"]]  # without ids and times
