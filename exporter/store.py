@@ -343,36 +343,40 @@ _fingerprint_fields = operator.itemgetter(
 """What tells a repeated update from a new one with the same timestamp; taken from the model's
 field dict in C (pydantic attribute access costs several times a plain one)."""
 
-glimpse = operator.attrgetter(
-    "user_id",
-    "user_name",
-    "location",
-    "membership",
-    "delivery_window",
-    "activity",
-    "features_used",
-    "feature_time",
-    "online",
-    "is_active",
-    "session_seconds",
-    "session_started",
-    "cart_value",
-    "items_in_cart",
-    "page_views",
-    "clicks",
-    "scroll_depth",
-    "products_viewed",
-    "searches",
-    "coupons",
-    "events_triggered",
-    "last_action",
-    "last_action_time",
-    "timestamp",
-    "received",
-)
-"""What a shopper's view shows, as a tuple taken in one C call. As good as a copy: every field
-holds a str, number, bool, None, tuple or a featureTime mapping that updates replace and never
-change in place, so a live frame can keep it and render the view at publish time later."""
+
+def glimpse(shopper: Shopper) -> tuple[Any, ...]:
+    """What a shopper's view shows, as a tuple. As good as a copy: every field holds a str,
+    number, bool, None, tuple or a featureTime mapping that updates replace and never change in
+    place, so a live frame can keep it and render the view at publish time later."""
+    # Plain attribute reads, not operator.attrgetter: the interpreter specialises them for
+    # slots, which takes half the time of attrgetter's generic lookups (taken per update).
+    return (
+        shopper.user_id,
+        shopper.user_name,
+        shopper.location,
+        shopper.membership,
+        shopper.delivery_window,
+        shopper.activity,
+        shopper.features_used,
+        shopper.feature_time,
+        shopper.online,
+        shopper.is_active,
+        shopper.session_seconds,
+        shopper.session_started,
+        shopper.cart_value,
+        shopper.items_in_cart,
+        shopper.page_views,
+        shopper.clicks,
+        shopper.scroll_depth,
+        shopper.products_viewed,
+        shopper.searches,
+        shopper.coupons,
+        shopper.events_triggered,
+        shopper.last_action,
+        shopper.last_action_time,
+        shopper.timestamp,
+        shopper.received,
+    )
 
 
 def view_of(glimpsed: tuple[Any, ...]) -> dict[str, Any]:
