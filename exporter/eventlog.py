@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -185,10 +185,10 @@ class Frame:
 
     `data` (its JSON) is either given or rendered from `source` by `render` when first read,
     then kept: frames nobody reads, such as those falling off a stalled reader's backlog, are
-    never serialised.
+    never serialised. Made for every update while anyone listens, so it is kept cheap to make.
     """
 
-    __slots__ = ("_data", "_render", "_source", "encoded", "id", "kind", "user_id")
+    __slots__ = ("_data", "_encoded", "_render", "_source", "id", "kind", "user_id")
 
     def __init__(
         self,
@@ -196,7 +196,6 @@ class Frame:
         id: int,
         data: str | None = None,
         user_id: str | None = None,
-        *,
         source: Any = None,
         render: Callable[[Any], str] | None = None,
     ) -> None:
@@ -208,9 +207,7 @@ class Frame:
         self._data = data
         self._source = source
         self._render = render
-        self.encoded: dict[str, bytes] = {}
-        """The frame on each wire (SSE, WebSocket), filled on first use: one frame goes to
-        many readers, and is encoded once."""
+        self._encoded: dict[str, bytes] | None = None
 
     @property
     def data(self) -> str:
@@ -222,6 +219,17 @@ class Frame:
             self._source = self._render = None  # the snapshot is no longer needed
         return data
 
+    def encoded(self, wire: str, encode: Callable[[Frame], bytes]) -> bytes:
+        """The frame's bytes on `wire` (SSE, WebSocket), encoded on first use and kept: one
+        frame goes to many readers."""
+        cache = self._encoded
+        if cache is None:
+            cache = self._encoded = {}
+        found = cache.get(wire)
+        if found is None:
+            found = cache[wire] = encode(self)
+        return found
+
     def __repr__(self) -> str:
         return f"Frame({self.kind!r}, {self.id!r}, user_id={self.user_id!r})"
 
@@ -230,10 +238,18 @@ def _event_data(logged: LoggedEvent) -> str:
     return f'{{"id":{logged.id},{logged.line[1:]}'
 
 
+FrameSeed = tuple[str, int, "str | None", Any, Callable[[Any], str]]
+"""A frame as published: (kind, id, user_id, source, render). Frames are published for every
+update while anyone listens and most are never read (a stalled reader's), so what is published
+is a plain tuple, quick to make and to collect; the hub makes the Frame when one is first read."""
+
+Published = Frame | FrameSeed | LoggedEvent
+"""What the hub holds: a frame, a seed of one, or a logged event (its own seed)."""
+
+
 def event_frame(logged: LoggedEvent) -> Frame:
     """The live frame of a logged event; its JSON is rendered when a reader first takes it."""
-    event = logged.event
-    return Frame("event", logged.id, None, event.user_id, source=logged, render=_event_data)
+    return Frame("event", logged.id, None, logged.event.user_id, logged, _event_data)
 
 
 class Subscription:
@@ -301,7 +317,10 @@ class Hub:
 
     def __init__(self, capacity: int = 4096) -> None:
         self.capacity = capacity
-        self._ring: list[Frame | None] = [None] * capacity
+        self._ring: list[Published | None] = [None] * capacity
+        self._framed = 0
+        """Published positions below this hold Frames (seeds above it are made Frames when
+        first read)."""
         self.published = 0
         self._dropped = 0
         self._subscribers: set[Subscription] = set()
@@ -335,6 +354,27 @@ class Hub:
         """Add a frame and wake every waiting reader."""
         self._ring[self.published % self.capacity] = frame
         self.published += 1
+        self._wake()
+
+    def publish_many(self, frames: Sequence[Published]) -> None:
+        """Add frames in order (all that one body made), waking readers once."""
+        capacity = self.capacity
+        if len(frames) > capacity:
+            # Only the newest fit; the others are lost to every reader, and counted so.
+            self.published += len(frames) - capacity
+            frames = frames[-capacity:]
+        start = self.published % capacity
+        end = start + len(frames)
+        if end <= capacity:
+            self._ring[start:end] = frames
+        else:
+            fits = capacity - start
+            self._ring[start:] = frames[:fits]
+            self._ring[: end - capacity] = frames[fits:]
+        self.published += len(frames)
+        self._wake()
+
+    def _wake(self) -> None:
         waiter = self._waiter
         if waiter is not None:
             # Readers make the next waiter when they wait: none is made per frame.
@@ -363,11 +403,25 @@ class Hub:
 
     def _slice(self, cursor: int) -> list[Frame]:
         # List slices, not a loop: every reader takes its slice on every wake.
+        if self._framed < self.published:
+            self._make_frames()
         start, end = cursor % self.capacity, self.published % self.capacity
         if cursor == self.published:
-            frames: list[Frame | None] = []
+            frames: list[Published | None] = []
         elif start < end:
             frames = self._ring[start:end]
         else:
             frames = self._ring[start:] + self._ring[:end]
-        return cast("list[Frame]", frames)  # published positions are always filled
+        return cast("list[Frame]", frames)  # published positions are always filled, and framed
+
+    def _make_frames(self) -> None:
+        """Make Frames of what was published since the last read, once for all readers."""
+        ring, capacity = self._ring, self.capacity
+        for position in range(max(self._framed, self.published - capacity), self.published):
+            entry = ring[position % capacity]
+            if type(entry) is LoggedEvent:
+                ring[position % capacity] = event_frame(entry)
+            elif type(entry) is tuple:
+                kind, frame_id, user_id, source, render = entry
+                ring[position % capacity] = Frame(kind, frame_id, None, user_id, source, render)
+        self._framed = self.published

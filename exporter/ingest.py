@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from exporter.eventlog import EventLog, Frame, Hub, event_frame
+from exporter.eventlog import EventLog, Frame, Hub, Published
 from exporter.events import ShoppingEvent
 from exporter.model import (
     BodyError,
@@ -30,7 +30,7 @@ from exporter.model import (
 )
 from exporter.privacy import Pseudonyms
 from exporter.settings import Settings
-from exporter.store import Shopper, ShopperStore, glimpse, view_of
+from exporter.store import ShopperStore, glimpse, view_of
 
 TRANSPORTS = ("http", "ws", "sse", "poll", "loki", "demo")
 MAX_LINE = 1000
@@ -173,10 +173,10 @@ class Ingestor:
         """Apply valid updates in order; stale and duplicate ones are counted as ignored."""
         now = self.clock()
         pseudonyms = self.pseudonyms
-        store, log, hub = self.store, self.log, self.hub
+        store, log = self.store, self.log
         # Asked once per body, not per record: nothing awaits in between. Logging and
         # publishing are inlined for the same reason: this loop runs for every update.
-        listening = hub.subscribers > 0
+        frames: list[Published] | None = [] if self.hub.subscribers > 0 else None
         accepted = 0
         for update in updates:
             if pseudonyms is not None:
@@ -191,15 +191,20 @@ class Ingestor:
                 report.ignored += 1
                 continue
             accepted += 1
+            if frames is None:
+                for event in happened:
+                    log.append(event)
+                continue
             for event in happened:
-                logged = log.append(event)
-                if listening:
-                    hub.publish(event_frame(logged))
-            if listening:
-                shopper = store.get(update.user_id)
-                if shopper is not None:
-                    self.publish_shopper(shopper)
+                frames.append(log.append(event))
+            shopper = store.get(update.user_id)
+            if shopper is not None:
+                # The state as it is now, rendered only if a reader takes the frame.
+                view = glimpse(shopper)
+                frames.append(("user_metric", log.last_id, shopper.user_id, view, _shopper_data))
         report.accepted += accepted
+        if frames:
+            self.hub.publish_many(frames)
 
     def _apply_events(self, events: list[ShopperEventIn], report: IngestReport) -> None:
         """Record valid explicit events in order (after the body's updates)."""
@@ -232,24 +237,9 @@ class Ingestor:
 
     def record(self, happened: Iterable[ShoppingEvent]) -> None:
         """Log events and, when anyone listens, publish them."""
-        listening = self.hub.subscribers > 0
-        for event in happened:
-            logged = self.log.append(event)
-            if listening:
-                self.hub.publish(event_frame(logged))
-
-    def publish_shopper(self, shopper: Shopper) -> None:
-        """Publish a shopper's current state as a `user_metric` frame, rendered when read."""
-        self.hub.publish(
-            Frame(
-                "user_metric",
-                self.log.last_id,
-                None,
-                shopper.user_id,
-                source=glimpse(shopper),
-                render=_shopper_data,
-            )
-        )
+        logged = list(map(self.log.append, happened))
+        if logged and self.hub.subscribers > 0:
+            self.hub.publish_many(logged)
 
     def publish_summary(self) -> dict[str, Any]:
         """Publish the summary frame (once a second while anyone listens); returns it."""

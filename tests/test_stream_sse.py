@@ -15,7 +15,7 @@ from websockets.exceptions import ConnectionClosed
 
 from exporter import ingest
 from exporter.app import create_app
-from exporter.eventlog import EventLog, Hub, Subscription
+from exporter.eventlog import EventLog, Frame, Hub, Published, Subscription
 from exporter.ingest import Ingestor
 from exporter.keys import EVENT_LOG, HUB, INGESTOR, STATUS, STORE
 from exporter.settings import Settings
@@ -369,3 +369,77 @@ class TestLazyFrames:
         assert views == sum(f.kind == "user_metric" for f in frames) == 2
         taken = {f.id for f in frames if f.kind == "event"}
         assert {e.id for e in log.after(0) if e._line is not None} == taken
+
+
+class TestHubRing:
+    """Frames published one by one or a body at a time reach readers the same way."""
+
+    @staticmethod
+    def frames(first: int, count: int) -> list[Frame]:
+        return [Frame("summary", i, f'{{"n":{i}}}') for i in range(first, first + count)]
+
+    @staticmethod
+    def seeds(first: int, count: int) -> list[Published]:
+        """Frames as bodies publish them: mostly seeds, rendered when read, some Frames."""
+        return [
+            ("event", i, f"u{i}", i, lambda n: f'{{"n":{n}}}')
+            if i % 3
+            else Frame("summary", i, f'{{"n":{i}}}')
+            for i in range(first, first + count)
+        ]
+
+    @pytest.mark.parametrize("sizes", [[3, 4, 5], [7, 7, 7, 7], [10], [25], [1, 13, 2], [0, 6]])
+    def test_publish_many_is_publishing_each_in_turn(self, sizes: list[int]) -> None:
+        """Across the ring's wrap and past its size: same frames, same drops, same order."""
+        one_by_one, bodies = Hub(capacity=10), Hub(capacity=10)
+        readers = [(one_by_one.subscribe(max_backlog=8), bodies.subscribe(max_backlog=8))]
+
+        def same(a: Subscription, b: Subscription) -> None:
+            assert [(f.id, f.data) for f in a.pending()] == [(f.id, f.data) for f in b.pending()]
+
+        first = 0
+        for size in sizes:
+            for frame in self.frames(first, size):
+                one_by_one.publish(frame)
+            bodies.publish_many(self.seeds(first, size))
+            first += size
+            readers.append((one_by_one.subscribe(), bodies.subscribe()))
+            if size % 2:  # some readers read between bodies, some fall behind
+                for a, b in readers[::2]:
+                    same(a, b)
+        assert one_by_one.published == bodies.published == first
+        for a, b in readers:
+            same(a, b)
+            assert a.dropped == b.dropped
+        assert one_by_one.dropped_frames == bodies.dropped_frames
+
+    def test_a_seed_becomes_one_frame_for_every_reader(self) -> None:
+        """Made into a Frame when first read, once: readers share it, and its rendering."""
+        hub = Hub(capacity=10)
+        first, second = hub.subscribe(), hub.subscribe()
+        rendered: list[int] = []
+
+        def render(n: int) -> str:
+            rendered.append(n)
+            return f'{{"n":{n}}}'
+
+        hub.publish_many([("event", 1, "u1", 1, render), ("event", 2, "u2", 2, render)])
+        taken = first.pending()
+        assert [(f.kind, f.id, f.user_id) for f in taken] == [
+            ("event", 1, "u1"),
+            ("event", 2, "u2"),
+        ]
+        assert rendered == []  # nothing rendered until someone reads the data
+        again = second.pending()
+        assert all(a is b for a, b in zip(taken, again, strict=True))
+        assert [f.data for f in taken + again] == ['{"n":1}', '{"n":2}'] * 2
+        assert rendered == [1, 2]
+
+    async def test_publish_many_wakes_a_waiting_reader(self) -> None:
+        hub = Hub(capacity=10)
+        sub = hub.subscribe()
+        waiting = asyncio.ensure_future(sub.next_batch(wait=5))
+        await asyncio.sleep(0)
+        hub.publish_many(self.frames(1, 3))
+        async with asyncio.timeout(5):
+            assert [f.id for f in await waiting] == [1, 2, 3]

@@ -22,14 +22,13 @@ RETRY_MS = 5000
 
 
 def sse_bytes(frame: Frame) -> bytes:
-    """One frame on the wire, encoded once for all readers. JSON data holds no raw newline, so
-    one `data:` line suffices."""
-    wire = frame.encoded.get("sse")
-    if wire is None:
-        wire = frame.encoded["sse"] = (
-            f"id: {frame.id}\nevent: {frame.kind}\ndata: {frame.data}\n\n".encode()
-        )
-    return wire
+    """One frame on the wire, encoded once for all readers."""
+    return frame.encoded("sse", _sse_encoding)
+
+
+def _sse_encoding(frame: Frame) -> bytes:
+    # JSON data holds no raw newline, so one `data:` line suffices.
+    return f"id: {frame.id}\nevent: {frame.kind}\ndata: {frame.data}\n\n".encode()
 
 
 def http_chunk(body: bytes) -> bytes:

@@ -38,11 +38,12 @@ _PAYLOAD_KEY = {"user_metric": "metric", "event": "event", "summary": "summary"}
 def ws_bytes(frame: Frame) -> bytes:
     """One frame as the brief's WebSocket message: a whole unmasked text frame (RFC 6455 §5.2,
     as a server sends it) of UTF-8 JSON, encoded once for all readers."""
-    wire = frame.encoded.get("ws")
-    if wire is None:
-        payload = f'{{"type":"{frame.kind}","{_PAYLOAD_KEY[frame.kind]}":{frame.data}}}'.encode()
-        wire = frame.encoded["ws"] = ws_header(len(payload)) + payload
-    return wire
+    return frame.encoded("ws", _ws_encoding)
+
+
+def _ws_encoding(frame: Frame) -> bytes:
+    payload = f'{{"type":"{frame.kind}","{_PAYLOAD_KEY[frame.kind]}":{frame.data}}}'.encode()
+    return ws_header(len(payload)) + payload
 
 
 def ws_header(length: int) -> bytes:
