@@ -13,8 +13,10 @@ others, so the exporter's one loop is measured alone:
   receive every event: any shortfall or a non-zero shopper_exporter_stream_dropped_frames_total
   is a drop.
 - stalled: the ingest run again, on fresh exporters, in four modes: no subscriber, `--stalled`
-  SSE readers that never read, one reader that keeps up, and that reader plus the stalled ones;
-  interleaved, `--rounds` times each; medians compared.
+  SSE readers that never read, one reader that keeps up, and that reader plus the stalled ones
+  (`--modes` picks some); interleaved, `--rounds` times each; medians compared, of records/s
+  and of the exporter's own CPU time per record (less swayed by the load generators, which
+  share the cores).
 Prints Markdown for bench/RESULTS.md.
 """
 
@@ -91,6 +93,11 @@ class Exporter:
             if line.startswith(name) and line[len(name)] in " {":
                 total += float(line.rsplit(" ", 1)[1])
         return total
+
+    def cpu_seconds(self) -> float:
+        """CPU time the exporter process has used (user + system), from /proc."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -297,6 +304,11 @@ class ReaderProcess:
         self.proc.wait(30)
         return out
 
+    def cpu_seconds(self) -> float:
+        """CPU time the exporter process has used (user + system), from /proc."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -424,14 +436,16 @@ STALLED_MODES = {
 """Each mode of the stalled part: (one SSE reader that keeps up, `--stalled` that never read)."""
 
 
-async def stalled_part(records: int, batch: int, stalled: int, rounds: int) -> None:
+async def stalled_part(
+    records: int, batch: int, stalled: int, rounds: int, modes: list[str]
+) -> None:
     """Ingest with no reader, with `stalled` readers that never read, with one reader that keeps
     up, and with both: the stalled readers' cost alone, and the cost of a live reader (which
     renders every frame). Each round runs every mode once, starting with a different one each
     round, on a fresh exporter; medians compared."""
     messages = shopper_messages(records, batch, shoppers=20_000)
-    modes = list(STALLED_MODES)
     rates: dict[str, list[float]] = {mode: [] for mode in modes}
+    cpu_per_record: dict[str, list[float]] = {mode: [] for mode in modes}
     dropped: dict[str, float] = dict.fromkeys(modes, 0.0)
     loop = asyncio.get_running_loop()
     for round_no in range(rounds):
@@ -449,7 +463,9 @@ async def stalled_part(records: int, batch: int, stalled: int, rounds: int) -> N
                 for process in readers:
                     await loop.run_in_executor(None, process.wait_ready)
                 await push_messages(exporter.base, messages[:5])
+                cpu = exporter.cpu_seconds()
                 elapsed, accepted = await push_messages(exporter.base, messages[5:])
+                cpu_per_record[mode].append((exporter.cpu_seconds() - cpu) / accepted * 1e6)
                 rates[mode].append(accepted / elapsed)
                 if with_stalled:
                     dropped[mode] = max(
@@ -461,25 +477,34 @@ async def stalled_part(records: int, batch: int, stalled: int, rounds: int) -> N
                     process.stop()
                 exporter.stop()
     median = {mode: statistics.median(rates[mode]) for mode in modes}
+    cpu = {mode: statistics.median(cpu_per_record[mode]) for mode in modes}
 
     def row(label: str, mode: str, versus: str | None = None) -> None:
+        if mode not in modes or (versus is not None and versus not in modes):
+            return
         runs = ", ".join(f"{r:,.0f}" for r in rates[mode])
-        change = ""
+        cpus = ", ".join(f"{c:.1f}" for c in cpu_per_record[mode])
+        change = cpu_change = ""
         if versus is not None:
             change = f"; {(median[mode] / median[versus] - 1) * 100:+.1f} % vs {versus}"
-        print(f"| {label} (median of {rounds}) | {median[mode]:,.0f} records/s ({runs}){change} |")
+            cpu_change = f"; {(cpu[mode] / cpu[versus] - 1) * 100:+.1f} % vs {versus}"
+        print(
+            f"| {label} (median of {rounds}) | {median[mode]:,.0f} records/s ({runs}){change}."
+            f" Exporter CPU: {cpu[mode]:.1f} µs/record ({cpus}){cpu_change} |"
+        )
 
     row("WebSocket ingest, no SSE reader", "none")
     row(f"WebSocket ingest, {stalled} stalled SSE readers, no live reader", "stalled", "none")
     row("WebSocket ingest, 1 SSE reader keeping up", "live", "none")
     row(f"WebSocket ingest, 1 reader + {stalled} stalled SSE readers", "live+stalled", "live")
-    print(
-        f"|   vs no reader: 1 live reader + {stalled} stalled | "
-        f"{(median['live+stalled'] / median['none'] - 1) * 100:+.1f} % |"
-    )
+    if {"none", "live+stalled"} <= set(modes):
+        print(
+            f"|   vs no reader: 1 live reader + {stalled} stalled | "
+            f"{(median['live+stalled'] / median['none'] - 1) * 100:+.1f} % |"
+        )
     print(
         f"|   frames dropped for the stalled readers (without / with a live reader) | "
-        f"{dropped['stalled']:,.0f} / {dropped['live+stalled']:,.0f} |"
+        f"{dropped.get('stalled', 0):,.0f} / {dropped.get('live+stalled', 0):,.0f} |"
     )
 
 
@@ -501,7 +526,8 @@ async def main(args: argparse.Namespace) -> None:
         elif part == "fanout":
             await fanout_part(args.subscribers, args.rate, 5 if args.quick else args.seconds)
         else:
-            await stalled_part(records, args.batch, args.stalled, 1 if args.quick else args.rounds)
+            rounds = 1 if args.quick else args.rounds
+            await stalled_part(records, args.batch, args.stalled, rounds, args.modes.split(","))
 
 
 def parse_args() -> argparse.Namespace:
@@ -516,6 +542,11 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--stalled", type=int, default=100, help="stalled SSE readers")
     p.add_argument(
         "--rounds", type=int, default=3, help="rounds of the stalled part (each runs every mode)"
+    )
+    p.add_argument(
+        "--modes",
+        default=",".join(STALLED_MODES),
+        help=f"modes of the stalled part, comma-separated (of {', '.join(STALLED_MODES)})",
     )
     p.add_argument("--role", default="main", help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)

@@ -185,7 +185,8 @@ class Frame:
 
     `data` (its JSON) is either given or rendered from `source` by `render` when first read,
     then kept: frames nobody reads, such as those falling off a stalled reader's backlog, are
-    never serialised. Made for every update while anyone listens, so it is kept cheap to make.
+    never serialised. What bodies publish are seeds of frames (`Published`), made Frames by
+    the hub when first read.
     """
 
     __slots__ = ("_data", "_encoded", "_render", "_source", "id", "kind", "user_id")
