@@ -210,6 +210,7 @@ class Ingestor:
         """Record valid explicit events in order (after the body's updates)."""
         now = self.clock()
         pseudonyms = self.pseudonyms
+        happened: list[ShoppingEvent] = []
         for event in events:
             if pseudonyms is not None:
                 named = {"user_name": pseudonyms.user_name(event.user_name)}
@@ -218,7 +219,9 @@ class Ingestor:
                     | (named if event.user_name else {})
                 )
             report.accepted += 1
-            self.record(self.store.apply_event(event, now))
+            happened += self.store.apply_event(event, now)
+        # Logged and published once for the body, like its updates (nothing reads in between).
+        self.record(happened)
 
     def keep_lines(self, lines: Iterable[tuple[str, float, str]], transport: str) -> int:
         """Keep plain log lines (no shopper record in them) as events of their own type.
