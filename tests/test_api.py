@@ -155,6 +155,14 @@ class TestLimits:
         resp = await client.post("/api/metrics", data=chunks())
         assert resp.status == 413
 
+    async def test_gzip_body_inflating_past_the_limit_is_413(self, client: Client) -> None:
+        """The limit holds for the body as read, not as sent: 2 KiB of gzip inflating to 1 MiB."""
+        bomb = gzip.compress(b"[" + b" " * (1024 * 1024) + b"]")
+        assert len(bomb) < 4096
+        resp = await client.post("/api/metrics", data=bomb, headers={"Content-Encoding": "gzip"})
+        assert resp.status == 413
+        assert (await resp.json())["error"] == "too_large"
+
     async def test_oversized_batch_is_413(self, client: Client) -> None:
         """More records than the batch cap is a 413 naming the limit."""
         status, reply = await post(client, "/api/metrics", [shopper(f"s{i}") for i in range(101)])

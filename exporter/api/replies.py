@@ -54,11 +54,18 @@ async def read_limited(request: web.Request, limit: int, within: float = BODY_TI
     declared = request.content_length
     if declared is not None and declared > limit:
         raise BodyTooLargeError
+    content = request.content
+    if content.is_eof():
+        # The whole body came with the headers (most small bodies do): nothing to wait for.
+        body = content.read_nowait()
+        if len(body) > limit:
+            raise BodyTooLargeError
+        return body
     chunks: list[bytes] = []
     size = 0
     try:
         async with asyncio.timeout(within):
-            async for chunk in request.content.iter_chunked(64 * 1024):
+            async for chunk in content.iter_chunked(64 * 1024):
                 size += len(chunk)
                 if size > limit:
                     raise BodyTooLargeError
