@@ -21,8 +21,8 @@ from exporter.model import (
     Rejection,
     ShopperEventIn,
     ShopperUpdate,
+    ValidBatch,
     decode,
-    is_envelope,
     parse_json,
     validate_batch,
     validate_event,
@@ -110,6 +110,10 @@ class Ingestor:
 
     def ingest_bytes(self, raw: bytes | str, transport: str, kind: str = "metric") -> IngestReport:
         """Parse then ingest; raises BodyError (already counted) when the body is unreadable."""
+        if kind == "metric":
+            valid = validate_batch(raw)
+            if valid is not None:
+                return self.ingest_valid(valid, transport)
         try:
             body = parse_json(raw)
         except BodyError as err:
@@ -117,26 +121,20 @@ class Ingestor:
             raise
         return self.ingest(body, transport, kind)
 
+    def ingest_valid(self, batch: ValidBatch, transport: str) -> IngestReport:
+        """Apply a body whose every record was validated already (the fast path)."""
+        self._check_size(len(batch), transport)
+        report = IngestReport()
+        self._apply_updates(batch.updates, report)
+        self._apply_events(batch.events, report)
+        self._count(transport, len(batch), {})
+        return report
+
     def ingest(self, body: Any, transport: str, kind: str = "metric") -> IngestReport:
         """Apply every valid record of a parsed body; invalid ones change nothing.
 
         `kind` says what a bare object or array element is: "metric" (update) or "event".
-        A batch whose every record is valid is validated in one call; any other body is read
-        record by record.
         """
-        if kind == "metric" or is_envelope(body):
-            valid = validate_batch(body)
-            if valid is not None:
-                self._check_size(len(valid), transport)
-                report = IngestReport()
-                self._apply_updates(valid.updates, report)
-                self._apply_events(valid.events, report)
-                self._count(transport, len(valid), {})
-                return report
-        return self.ingest_records(body, transport, kind)
-
-    def ingest_records(self, body: Any, transport: str, kind: str = "metric") -> IngestReport:
-        """`ingest` record by record: each record validated on its own, each bad field named."""
         try:
             batch = decode(body, kind)
         except BodyError as err:

@@ -25,7 +25,7 @@ from exporter.api.replies import streams_full
 from exporter.eventlog import Frame
 from exporter.ingest import IngestReport
 from exporter.keys import EVENT_LOG, HUB, INGESTOR, SETTINGS, STATUS, STREAMS
-from exporter.model import BodyError, is_envelope, parse_json
+from exporter.model import BodyError, is_envelope, parse_json, validate_batch
 
 log = logging.getLogger(__name__)
 
@@ -90,13 +90,18 @@ class LiveSocket:
     async def on_message(self, raw: bytes | str) -> None:
         """Answer one inbound message: an ack, an error, or a subscription change."""
         ingestor = self.app[INGESTOR]
+        valid = validate_batch(raw)
+        if valid is not None:
+            # A batch with every record valid: applied from the one-pass bulk path.
+            await self._ingest(lambda: ingestor.ingest_valid(valid, "ws"))
+            return
         try:
             body = parse_json(raw)
         except BodyError as err:
             ingestor.refuse("ws", err.reason)
             await self.ws.send_str(_error(err.reason, str(err)))
             return
-        # A batch is a batch whatever its "type" says.
+        # A batch is a batch whatever its "type" says, as on the fast path above.
         kind = body.get("type") if isinstance(body, dict) and not is_envelope(body) else None
         if kind == "subscribe":
             await self.subscribe(body)
