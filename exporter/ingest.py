@@ -110,10 +110,9 @@ class Ingestor:
 
     def ingest_bytes(self, raw: bytes | str, transport: str, kind: str = "metric") -> IngestReport:
         """Parse then ingest; raises BodyError (already counted) when the body is unreadable."""
-        if kind == "metric":
-            valid = validate_batch(raw)
-            if valid is not None:
-                return self.ingest_valid(valid, transport)
+        valid = validate_batch(raw, kind)
+        if valid is not None:
+            return self.ingest_valid(valid, transport)
         try:
             body = parse_json(raw)
         except BodyError as err:

@@ -118,6 +118,13 @@ class TestIngest:
         assert reply["error"] == "not_json"
         assert "not valid JSON" in reply["message"]
 
+    @pytest.mark.parametrize("path", ["/api/metrics", "/api/events"])
+    async def test_bytes_that_are_no_utf8_are_400(self, client: Client, path: str) -> None:
+        """Bytes that are not even text are a 400 `not_json` on both ingest paths."""
+        resp = await client.post(path, data=b"\xff\xfe{\x80")
+        assert resp.status == 400
+        assert (await resp.json())["error"] == "not_json"
+
     async def test_wrong_top_level_shape_is_422(self, client: Client) -> None:
         """A JSON scalar is refused with the reason."""
         resp = await client.post("/api/metrics", data=b"42")

@@ -165,6 +165,8 @@ class TestValidBatch:
             {"userId": "a", "userName": "A", "timestamp": "2026-01-01T00:00:00Z", "isActive": True},
             {"type": "subscribe"},
             {"type": "user_metric", "metric": {}},
+            # The batch keys nested, not at the top: still one update.
+            brief_example() | {"featureTime": {"events": 2.0}, "lastAction": "metrics"},
             42,
         ],
     )
@@ -172,6 +174,31 @@ class TestValidBatch:
         """One update, a WebSocket message or a scalar is not a batch: None, so the caller reads
         it as it always did."""
         assert validate_batch(json.dumps(body)) is None
+
+    @pytest.mark.parametrize("raw", [b"\xff\xfe", b"", b" " * 100 + b"[]", "\ud800"])
+    def test_unreadable_bodies_take_the_record_path(self, raw: bytes | str) -> None:
+        """Bytes that are no UTF-8, nothing, or a body past 64 blanks: None, never an error, so
+        the record path refuses or reads them."""
+        assert validate_batch(raw) is None
+
+    def test_the_shape_is_told_past_leading_whitespace(self) -> None:
+        """Blank space before the body does not keep a batch off the fast path, as text or bytes."""
+        updates, events = _journeys()
+        array = validate_batch(" \n\t " + json.dumps(updates))
+        envelope = validate_batch(b"\r\n " + json.dumps({"events": events}).encode())
+        assert array is not None
+        assert len(array.updates) == len(updates)
+        assert envelope is not None
+        assert len(envelope.events) == len(events)
+
+    def test_bare_events_are_no_batch_of_updates(self) -> None:
+        """Where bare records are events (POST /api/events), an array is left to the record path;
+        an envelope says what it holds, so it is validated in one pass there too."""
+        updates, events = _journeys()
+        assert validate_batch(json.dumps(events), "event") is None
+        envelope = validate_batch(json.dumps({"metrics": updates, "events": events}), "event")
+        assert envelope is not None
+        assert (len(envelope.updates), len(envelope.events)) == (len(updates), len(events))
 
     @pytest.mark.parametrize(("field", "value", "reason"), BAD_VALUES)
     def test_any_bad_record_sends_the_batch_to_the_record_path(
