@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Final
 
 OTHER: Final = "other"
@@ -15,13 +16,14 @@ class LabelCap:
     string object (this is most of what keeps a tracked shopper under a kilobyte).
     """
 
-    __slots__ = ("_seen", "cap", "name", "overflow")
+    __slots__ = ("_seen", "_sets", "cap", "name", "overflow")
 
     def __init__(self, name: str, cap: int) -> None:
         self.name = name
         self.cap = cap
         self.overflow = 0
         self._seen: dict[str, str] = {}
+        self._sets: dict[tuple[str, ...], tuple[str, ...]] = {}
 
     def __call__(self, value: str) -> str:
         known = self._seen.get(value)
@@ -34,6 +36,20 @@ class LabelCap:
             return OTHER
         self._seen[value] = value
         return value
+
+    def many(self, values: Iterable[str]) -> tuple[str, ...]:
+        """The values through the cap, as one tuple shared by every shopper with the same ones.
+
+        At most `cap` distinct tuples are shared; past that each caller keeps its own, so odd
+        combinations cost memory only while someone holds them.
+        """
+        capped = tuple(self(value) for value in values)
+        known = self._sets.get(capped)
+        if known is not None:
+            return known
+        if len(self._sets) < self.cap:
+            self._sets[capped] = capped
+        return capped
 
     def keyed(self, mapping: dict[str, float]) -> dict[str, float]:
         """The mapping with every key through the cap (one call per mapping, not per key)."""

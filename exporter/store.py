@@ -523,7 +523,7 @@ class ShopperStore:
             shopper.last_action.lower(),
             shopper.activity,
         )
-        self._set_identity(shopper, update)
+        self._set_identity(shopper, update, at)
         shopper.fingerprint = fingerprint
         shopper.timestamp = at
         shopper.received = now
@@ -668,7 +668,7 @@ class ShopperStore:
             for name, value in zip(fields, row, strict=True):
                 if name in Shopper.__slots__:
                     setattr(shopper, name, value)
-            shopper.features_used = tuple(shopper.features_used)
+            shopper.features_used = self.labels["activity"].many(shopper.features_used)
             # Older snapshots hold [name, minutes] pairs, newer ones an object: dict() takes both.
             shopper.feature_time = dict(shopper.feature_time)
             if shopper.last_order_at is None:  # JSON has no -inf
@@ -700,7 +700,7 @@ class ShopperStore:
 
     # ----- the rules -----------------------------------------------------------------------
 
-    def _set_identity(self, shopper: Shopper, update: ShopperUpdate) -> None:
+    def _set_identity(self, shopper: Shopper, update: ShopperUpdate, at: float) -> None:
         labels = self.labels
         (
             shopper.user_name,
@@ -724,10 +724,15 @@ class ShopperStore:
         if active != shopper.activity:
             shopper.activity = activity(active)
         if features != shopper.features_used:
-            shopper.features_used = tuple(activity(f) for f in features)
+            shopper.features_used = activity.many(features)
         if action != shopper.last_action:
             shopper.last_action = self._actions(action) if action else ""
-        shopper.last_action_time = epoch(action_time) if action_time is not None else None
+        if action_time is None:
+            shopper.last_action_time = None
+        else:
+            acted = epoch(action_time)
+            # Most updates act at their own timestamp: share that float rather than keep a twin.
+            shopper.last_action_time = at if acted == at else acted
 
     def _count_progress(
         self, shopper: Shopper, update: ShopperUpdate, first_sight: bool

@@ -8,6 +8,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from exporter.collector import ShopperCollector, build_registry
 from exporter.eventlog import EventLog, Hub
 from exporter.ingest import Ingestor
+from exporter.labels import LabelCap
 from exporter.model import ShopperUpdate
 from exporter.settings import Settings
 from exporter.status import ServiceStatus
@@ -47,3 +48,17 @@ def test_a_million_distinct_values_stay_under_the_cap() -> None:
         assert len(store.labels[label].values()) == CAP
         assert store.labels[label].overflow >= ATTACK - CAP
     assert sum(store.aggregates.by_location.values()) == store.aggregates.active == 1000
+
+
+def test_feature_lists_are_shared_and_their_table_stays_bounded() -> None:
+    """Shoppers using the same features hold one tuple; a flood of distinct lists keeps at most
+    the cap of them in the table, each value through the cap."""
+    features = LabelCap("activity", CAP)
+    first = features.many(["Browsing", "Cart"])
+    assert features.many(("Browsing", "Cart")) is first
+    assert first == ("Browsing", "Cart")
+    for i in range(10 * CAP):
+        assert features.many([f"f{i}", "Browsing"])[1] == "Browsing"
+    assert len(features._sets) == CAP
+    assert len(features.values()) == CAP
+    assert features.many([f"f{ATTACK}"]) == ("other",)
