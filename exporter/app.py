@@ -15,6 +15,7 @@ from prometheus_client.aiohttp import make_aiohttp_handler
 from exporter import snapshot
 from exporter.api.alerts import setup_alerts
 from exporter.api.auth import setup_auth
+from exporter.api.cors import setup_cors
 from exporter.api.demo import setup_demo
 from exporter.api.ingest import setup_ingest
 from exporter.api.openapi import setup_openapi
@@ -133,6 +134,7 @@ def create_app(settings: Settings) -> web.Application:
         ingestor, settings.demo_shoppers or 30, settings.demo_seed, settings.demo_control
     )
 
+    setup_cors(app)  # first: it answers preflights before the token check
     setup_auth(app)
     setup_pages(app)
     setup_ingest(app)

@@ -237,6 +237,16 @@ def _service_parser() -> _Parser:
         help="Seconds between snapshots to --state-file (one more is written on shutdown)",
     )
     p.option(
+        "--cors-origins",
+        dest="cors_origins",
+        convert=_split,
+        action="append",
+        default=[],
+        metavar="ORIGINS",
+        help="Web origins whose pages may push, read and stream (https://shop.example; "
+        "comma-separated or repeated; * = any, refused with tokens)",
+    )
+    p.option(
         "--log-level",
         dest="log_level",
         default="info",
@@ -246,13 +256,19 @@ def _service_parser() -> _Parser:
     return p
 
 
+def _flat(items: list[str | list[str]]) -> list[str]:
+    """Values of a repeatable comma-separated option (the env default comes as one list)."""
+    flat: list[str] = []
+    for item in items:
+        flat.extend(item if isinstance(item, list) else _split(item))
+    return flat
+
+
 def settings_from_args(argv: Sequence[str]) -> Settings:
     """Parse the service's command line (and SHOPPER_* variables) into Settings."""
     parser = _service_parser()
     args = parser.parse_args(argv)
-    sources: list[str] = []
-    for item in args.sources:
-        sources.extend(item if isinstance(item, list) else _split(item))
+    sources, cors_origins = _flat(args.sources), _flat(args.cors_origins)
     try:
         return Settings(
             host=args.host,
@@ -280,6 +296,7 @@ def settings_from_args(argv: Sequence[str]) -> Settings:
             pseudonym_salt=args.pseudonym_salt,
             state_file=args.state_file,
             snapshot_interval=args.snapshot_interval,
+            cors_origins=tuple(cors_origins),
             log_level=args.log_level,
         )
     except ValueError as err:

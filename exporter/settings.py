@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 DEFAULT_PORT = 9462
 
@@ -61,6 +62,8 @@ class Settings:
     state_file: str | None = None
     """Where to keep snapshots of the state across restarts; None = memory only."""
     snapshot_interval: float = 30.0
+    cors_origins: tuple[str, ...] = ()
+    """Web origins (`https://shop.example`) whose pages may call the API; `*` = any (no tokens)."""
     log_level: str = "info"
 
     def __post_init__(self) -> None:
@@ -91,3 +94,40 @@ class Settings:
         object.__setattr__(
             self, "order_phrases", tuple(p.strip().lower() for p in self.order_phrases if p.strip())
         )
+        object.__setattr__(self, "cors_origins", allowed_origins(self.cors_origins))
+        if "*" in self.cors_origins and (self.write_token or self.read_token):
+            raise ValueError(
+                "--cors-origins '*' cannot be combined with --write-token or --read-token: any "
+                "web site could then call the service with them; list the origins that need them"
+            )
+
+
+def allowed_origins(values: tuple[str, ...]) -> tuple[str, ...]:
+    """Origins as browsers send them (`scheme://host[:port]`, lower case), or `*`; a value
+    that is no origin (a path, no scheme) is refused with the reason."""
+    origins: list[str] = []
+    for raw in values:
+        value = raw.strip().rstrip("/").lower()
+        if not value:
+            continue
+        if value != "*" and not _is_origin(value):
+            raise ValueError(
+                f"--cors-origins: {raw!r} is not an origin (http(s)://host[:port], nothing after)"
+            )
+        if value not in origins:
+            origins.append(value)
+    return tuple(origins)
+
+
+def _is_origin(value: str) -> bool:
+    parts = urlsplit(value)
+    try:
+        parts.port  # noqa: B018 - raises for a port that is no number or out of range
+    except ValueError:
+        return False
+    return (
+        parts.scheme in ("http", "https")
+        and bool(parts.hostname)
+        and "@" not in parts.netloc
+        and value == f"{parts.scheme}://{parts.netloc}"
+    )
