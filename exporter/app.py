@@ -15,6 +15,7 @@ from prometheus_client.aiohttp import make_aiohttp_handler
 from exporter import snapshot
 from exporter.api.alerts import setup_alerts
 from exporter.api.auth import setup_auth
+from exporter.api.client_files import setup_client_files
 from exporter.api.cors import setup_cors
 from exporter.api.demo import setup_demo
 from exporter.api.ingest import setup_ingest
@@ -137,6 +138,7 @@ def create_app(settings: Settings) -> web.Application:
     setup_cors(app)  # first: it answers preflights before the token check
     setup_auth(app)
     setup_pages(app)
+    setup_client_files(app)
     setup_ingest(app)
     setup_shoppers(app)
     setup_demo(app)

@@ -178,7 +178,8 @@ def test_grafana_datasources_point_at_compose_services() -> None:
 
 
 def test_dockerfile_builds_a_non_root_exporter_image() -> None:
-    """python:3.11-slim, pip install ., a non-root user, port 9462 and the exporter command."""
+    """python:3.11-slim, pip install . of what it copies (the browser client too), a non-root
+    user, port 9462 and the exporter command."""
     instructions = _dockerfile_instructions()
     values = {kind: [v for k, v in instructions if k == kind] for kind, _ in instructions}
     assert values["FROM"] == ["python:3.11-slim"]
@@ -186,8 +187,10 @@ def test_dockerfile_builds_a_non_root_exporter_image() -> None:
     assert values["USER"][-1] not in {"root", "0"}
     assert values["EXPOSE"] == ["9462"]
     assert json.loads(values["CMD"][-1]) == ["shopper-exporter", "--host", "0.0.0.0"]
-    for copied in ("pyproject.toml", "README.md", "exporter"):
-        assert (ROOT / copied).exists()
+    copied = [part for copy in values["COPY"] for part in copy.split()[:-1]]
+    assert {"setup.py", "clients/js", "exporter"} <= set(copied)  # the build puts the client in
+    for path in copied:
+        assert (ROOT / path).exists()
     ignored = (ROOT / ".dockerignore").read_text().split()
     for path in (".venv", ".git", "tests"):
         assert path in ignored

@@ -18,7 +18,7 @@ from exporter.keys import SETTINGS
 COOKIE = "shopper_token"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-#: Always open: probes, the page and its assets, the API description.
+#: Always open: probes, the page and its assets, the browser client, the API description.
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/ready", "/", "/api/openapi.json"})
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 #: GETs that push data in: WebSocket ingest.
@@ -44,7 +44,7 @@ def _matches(given: str | None, expected: str | None) -> bool:
 def required_scope(request: web.Request, protect_metrics: bool) -> str | None:
     """ "write", "read", or None (open) for this request."""
     path = request.path
-    if path in OPEN_PATHS or path.startswith("/static/"):
+    if path in OPEN_PATHS or path.startswith(("/static/", "/client/")):
         return None
     if path == "/metrics" and not protect_metrics:
         return None
