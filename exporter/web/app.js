@@ -1,14 +1,15 @@
 // Live Shopper Metrics — the store's live page.
-// Data comes from the exporter: GET /api/summary and /api/shoppers once, then the SSE stream
-// (/api/stream) with `summary` (1 Hz), `user_metric` (a shopper changed) and `event` frames.
+// Live data comes through the browser client (/client/metrics-service.js), the same one shops
+// use: the summary each second, shoppers as they change, events once each across reconnects.
+// The shopper list is read from /api/shoppers at start and after a lost connection.
 
 import { DURATION_STEPS, barChart, pieChart, timeSeriesChart } from './charts.js';
+import { MetricsService } from '../client/metrics-service.js';
 
 const HISTORY_SECONDS = 5 * 60;
 const EVENTS_KEPT = 500; // more than shown, so type and shopper filters still find rare events
 const EVENTS_SHOWN = 50;
 const SHOPPERS_SHOWN = 200;
-const STALE_STREAM_MS = 10_000; // summaries arrive every second; this much silence means a dead link
 const RECONCILE_MS = 60_000;
 
 const $ = (selector) => document.querySelector(selector);
@@ -75,14 +76,9 @@ const store = {
   eventsWhilePaused: 0,
 };
 
-const stream = {
-  source: null,
-  lastEventId: '',
-  retryDelay: 1000,
-  retryTimer: 0,
-  staleTimer: 0,
-  lost: false,
-};
+// The page's files sit in /static/ beside /client/: the exporter is the folder above.
+const live = new MetricsService({ baseUrl: new URL('../', import.meta.url).href });
+let connectionState = 'connecting';
 
 // ---------------------------------------------------------------- rendering scheduler
 
@@ -119,74 +115,23 @@ function setConnection(state) {
   badge.title = state === 'disconnected' ? 'Lost the live stream; reconnecting automatically' : '';
 }
 
-function openStream() {
-  clearTimeout(stream.retryTimer);
-  // Resuming from the last id we saw makes the server replay what we missed, without duplicates.
-  const query = stream.lastEventId ? `?lastEventId=${encodeURIComponent(stream.lastEventId)}` : '';
-  const source = new EventSource(`/api/stream${query}`);
-  stream.source = source;
-  source.addEventListener('open', onStreamOpen);
-  source.addEventListener('error', onStreamError);
-  source.addEventListener('summary', (frame) => receive(frame, applySummary));
-  source.addEventListener('user_metric', (frame) => receive(frame, applyShopper));
-  source.addEventListener('event', (frame) => receive(frame, applyEvent));
-  armStaleTimer();
-}
-
-function onStreamOpen() {
-  setConnection('live');
-  stream.retryDelay = 1000;
-  if (stream.lost) {
-    // Shoppers may have changed or been dropped while we were away; start again from the truth.
-    stream.lost = false;
-    loadShoppers();
-    loadDemo();
-  }
-}
-
-// We close and recreate the EventSource ourselves rather than leaving it to the browser's fixed
-// retry, to back off while the server is down and to resume with ?lastEventId=.
-function onStreamError() {
-  stream.source?.close();
-  stream.source = null;
-  stream.lost = true;
-  clearTimeout(stream.staleTimer);
-  setConnection('disconnected');
-  clearTimeout(stream.retryTimer);
-  const jitter = Math.random() * 300;
-  stream.retryTimer = setTimeout(openStream, stream.retryDelay + jitter);
-  stream.retryDelay = Math.min(stream.retryDelay * 2, 10_000);
-}
-
-// Ids only go down when the exporter restarted with an empty event log. Our cursor then points
-// past its newest event, so reconnect from its actual position instead of waiting to reach ours.
-function serverRestarted(currentId) {
-  stream.lastEventId = currentId;
-  store.newestEventId = 0;
-  stream.source?.close();
-  openStream();
-  loadShoppers();
-}
-
-function armStaleTimer() {
-  clearTimeout(stream.staleTimer);
-  stream.staleTimer = setTimeout(onStreamError, STALE_STREAM_MS);
-}
-
-function receive(frame, apply) {
-  armStaleTimer();
-  if (frame.lastEventId && Number(frame.lastEventId) < Number(stream.lastEventId || 0)) {
-    serverRestarted(frame.lastEventId);
-  } else if (frame.lastEventId) {
-    stream.lastEventId = frame.lastEventId;
-  }
-  let data;
-  try {
-    data = JSON.parse(frame.data);
-  } catch {
-    return; // a malformed frame should not take the page down
-  }
-  apply(data, frame);
+function connectLive() {
+  live.onConnectionChange((state, { reconnected, serverRestarted }) => {
+    connectionState = state;
+    setConnection(state);
+    if (serverRestarted) {
+      // Event ids start again after an exporter restart; shoppers may be gone.
+      store.newestEventId = 0;
+      loadShoppers();
+    } else if (reconnected) {
+      // Shoppers may have changed or been dropped while we were away; start again from the truth.
+      loadShoppers();
+      loadDemo();
+    }
+  });
+  live.onMetricsUpdate(applySummary);
+  live.onShopperUpdate(applyShopper);
+  live.onEvent(applyEvent);
 }
 
 // ---------------------------------------------------------------- applying data
@@ -230,14 +175,6 @@ async function getJson(url, options) {
   const response = await fetch(url, { headers: { Accept: 'application/json' }, ...options });
   if (!response.ok) throw Object.assign(new Error(`${url}: ${response.status}`), { status: response.status });
   return response.json();
-}
-
-async function loadSummary() {
-  try {
-    applySummary(await getJson('/api/summary'));
-  } catch {
-    // the stream will deliver one within a second
-  }
 }
 
 async function loadShoppers() {
@@ -875,13 +812,12 @@ function start() {
   wireUp();
   const fromHash = document.getElementById(`tab-${location.hash.slice(1)}`);
   selectTab(fromHash ?? tabs()[0]);
-  loadSummary();
   loadShoppers();
   loadDemo();
-  openStream();
+  connectLive();
   // Shoppers also go offline by silence (no frame tells us), so re-read the list now and then.
   setInterval(() => {
-    if (stream.source && !store.paused) loadShoppers();
+    if (connectionState === 'live' && !store.paused) loadShoppers();
   }, RECONCILE_MS);
 }
 
