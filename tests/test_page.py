@@ -10,21 +10,18 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from support import free_port, http_get, require_binary, run_exporter, wait_until
+from support import (
+    CHROMIUM_ARGS,
+    free_port,
+    http_get,
+    require_binary,
+    run_exporter,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
 ARTIFACTS = Path(__file__).resolve().parent / "page_artifacts"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 TABS = ("activity", "shoppers", "behavior", "events")
 KPIS = (
     "activeShoppers",
