@@ -197,7 +197,7 @@ class PushSocket {
 
 export class MetricsService {
   #options;
-  #queue = []; // {kind: 'metric' | 'event', json, bytes}, oldest first
+  #queue = []; // {kind: 'metric' | 'event', json, bytes, at: when queued}, oldest first
   #sending = false;
   #batchTimer = 0;
   #retryTimer = 0;
@@ -304,7 +304,7 @@ export class MetricsService {
           message: `a ${kind} of ${bytes} bytes is over maxBodyBytes (${this.#options.maxBodyBytes})` });
         continue;
       }
-      this.#queue.push({ kind, json, bytes });
+      this.#queue.push({ kind, json, bytes, at: Date.now() });
     }
     const over = this.#queue.length - this.#options.maxQueue;
     if (over > 0) this.#drop(this.#queue.splice(0, over), 'queue_full');
@@ -320,6 +320,9 @@ export class MetricsService {
         : `dropped ${items.length} record(s)` });
   }
 
+  // A body goes when the oldest queued record has waited `batchMs` (it may have waited while
+  // the previous body was on its way), never before the current task ends (so calls made
+  // together go together, even with batchMs 0), and at once when a full body is queued.
   #schedule() {
     if (this.#sending || this.#retryTimer || !this.#queue.length) return;
     if (this.#queue.length >= this.#recordCap) {
@@ -327,10 +330,11 @@ export class MetricsService {
       this.#batchTimer = 0;
       this.#sendNext();
     } else if (!this.#batchTimer) {
+      const wait = this.#queue[0].at + this.#options.batchMs - Date.now();
       this.#batchTimer = setTimeout(() => {
         this.#batchTimer = 0;
         this.#sendNext();
-      }, this.#options.batchMs);
+      }, Math.max(0, wait));
     }
   }
 
