@@ -1,4 +1,5 @@
-"""A shop on another origin for browser tests and benchmarks: its page server and its backend."""
+"""Browser tests' shared parts: Debian's Chromium, pages that fail on script errors, and a shop on
+another origin (its page server and its backend) for the browser client's tests and benchmark."""
 
 from __future__ import annotations
 
@@ -17,7 +18,18 @@ from aiohttp import web
 from playwright.sync_api import Browser, Page, sync_playwright
 from prometheus_client.parser import text_string_to_metric_families
 
-from support import CHROMIUM_ARGS, ROOT, free_port, require_binary
+from support import ROOT, free_port, require_binary
+
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 BRIEF = ROOT / "tests" / "brief"
 CLIENT = ROOT / "clients" / "js"
@@ -97,6 +109,18 @@ def chromium() -> Iterator[Browser]:
             yield browser
         finally:
             browser.close()
+
+
+@contextmanager
+def checked_page(browser: Browser, **context_options: Any) -> Iterator[Page]:
+    """A page in a fresh context; fails the test if a script on the page throws."""
+    context = browser.new_context(**context_options)
+    tab = context.new_page()
+    errors: list[str] = []
+    tab.on("pageerror", lambda error: errors.append(str(error)))
+    yield tab
+    context.close()
+    assert not errors, f"script errors on the page: {errors}"
 
 
 def open_shop(page: Page, url: str) -> None:

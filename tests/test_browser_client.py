@@ -6,6 +6,7 @@ from __future__ import annotations
 import signal
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,37 +17,27 @@ from browser_shop import (
     CLIENT,
     OriginServer,
     ShopBackend,
-    chromium,
+    checked_page,
     get_json,
     metric,
     open_shop,
     run_sample,
     shoppers,
 )
-from support import free_port, iso, run_exporter, shopper, wait_until
+from support import RunningProcess, free_port, iso, run_exporter, shopper, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
 TOKEN = "write-token-for-the-shop"
 READ = "read-token-for-the-office"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as browser:
-        yield browser
+TOKENS = ("--write-token", TOKEN, "--read-token", READ)
 
 
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
     """A fresh page; fails the test if a script on it throws."""
-    context = browser.new_context()
-    tab = context.new_page()
-    errors: list[str] = []
-    tab.on("pageerror", lambda error: errors.append(str(error)))
-    yield tab
-    context.close()
-    assert not errors, f"script errors on the page: {errors}"
+    with checked_page(browser) as tab:
+        yield tab
 
 
 @pytest.fixture
@@ -70,6 +61,19 @@ def client_url(base_url: str) -> str:
     return f"{base_url}/client/metrics-service.js"
 
 
+@contextmanager
+def shop_on_exporter(
+    page: Page, shop: OriginServer, tmp_path: Path, setup: str = "", *flags: str, port: int = 0
+) -> Iterator[RunningProcess]:
+    """The real exporter allowing the shop's origin, with the shop's page open and importing the
+    client from it; `setup` runs in the page once `metricsService` is imported."""
+    with run_exporter(
+        tmp_path, "--cors-origins", shop.origin, *flags, port=port or None
+    ) as exporter:
+        open_shop(page, shop.serve_page(client_url(exporter.base_url), setup))
+        yield exporter
+
+
 def shop_state(page: Page, expression: str) -> Any:
     return page.evaluate(f"() => {expression}")
 
@@ -79,15 +83,13 @@ def test_brief_quick_start_and_mock_data_run_from_another_origin(
 ) -> None:
     """The brief's Step 2 and bulk example, imported from the exporter by a page on a listed
     origin, reach /api/shoppers; onMetricsUpdate's activeUsers matches /api/summary."""
-    with run_exporter(tmp_path, "--cors-origins", shop.origin) as exporter:
+    with shop_on_exporter(
+        page,
+        shop,
+        tmp_path,
+        "metricsService.onMetricsUpdate((m) => window.shop.summaries.push(m));",
+    ) as exporter:
         base = exporter.base_url
-        open_shop(
-            page,
-            shop.serve_page(
-                client_url(base),
-                "metricsService.onMetricsUpdate((m) => window.shop.summaries.push(m));",
-            ),
-        )
         run_sample(page, "quick-start.ts")
         run_sample(page, "mock-data.ts")
 
@@ -180,17 +182,14 @@ def test_pagehide_sends_the_last_update_of_a_closing_page(
 ) -> None:
     """An update still waiting for its batch when the page goes away is sent with keepalive
     (CORS preflight and bearer token included) and reaches the exporter."""
-    with run_exporter(
-        tmp_path, "--cors-origins", shop.origin, "--write-token", TOKEN, "--read-token", READ
+    with shop_on_exporter(
+        page,
+        shop,
+        tmp_path,
+        f"metricsService.configure({{ token: '{TOKEN}', batchMs: 600000 }});",
+        *TOKENS,
     ) as exporter:
         base = exporter.base_url
-        open_shop(
-            page,
-            shop.serve_page(
-                client_url(base),
-                f"metricsService.configure({{ token: '{TOKEN}', batchMs: 600000 }});",
-            ),
-        )
         page.evaluate(
             "(update) => window.shop.service.pushUserMetric(update)",
             shopper("leaving_1", lastAction="Closed the tab"),
@@ -207,14 +206,10 @@ def test_refused_records_reach_on_error_with_field_names(
 ) -> None:
     """A 4xx reaches onError: refused records with their field names (the valid record of the
     batch is applied), and a wrong token as unauthorized."""
-    with run_exporter(
-        tmp_path, "--cors-origins", shop.origin, "--write-token", TOKEN, "--read-token", READ
+    with shop_on_exporter(
+        page, shop, tmp_path, f"metricsService.configure({{ token: '{TOKEN}' }});", *TOKENS
     ) as exporter:
         base = exporter.base_url
-        open_shop(
-            page,
-            shop.serve_page(client_url(base), f"metricsService.configure({{ token: '{TOKEN}' }});"),
-        )
         good = shopper("valid_1")
         bad = {"userId": "invalid_1", "timestamp": iso(), "isActive": True, "scrollDepth": 500}
         page.evaluate("(records) => window.shop.service.pushBulkMetrics(records)", [good, bad])
@@ -262,18 +257,16 @@ def test_sources_reconnect_after_a_restart_without_counting_twice(
     backend stops and comes back, the WebSocket reconnects about 5 s after it dropped, new
     records arrive, and records sent again are not counted again."""
     sent = _feed(backend, 1)
-    with run_exporter(tmp_path, "--cors-origins", shop.origin) as exporter:
-        base = exporter.base_url
-        open_shop(
-            page,
-            shop.serve_page(
-                client_url(base),
-                f"""metricsService.configure({{ batchMs: 100 }});
+    with shop_on_exporter(
+        page,
+        shop,
+        tmp_path,
+        f"""metricsService.configure({{ batchMs: 100 }});
                 metricsService.connectWebSocket('ws://127.0.0.1:{backend.port}/ws');
                 metricsService.startPolling('{backend.url}/metrics', 300);
                 metricsService.connectSSE('{backend.url}/sse');""",
-            ),
-        )
+    ) as exporter:
+        base = exporter.base_url
         wait_until(lambda: set(shoppers(base)) == {"ws_1", "poll_1", "sse_1"})
         wait_until(lambda: backend.polls >= 3)  # the unchanged poll body came back again
 
@@ -308,15 +301,14 @@ def test_queued_pushes_arrive_after_the_exporter_returns(
     port = free_port()
     (tmp_path / "first").mkdir()
     (tmp_path / "second").mkdir()
-    with run_exporter(tmp_path / "first", "--cors-origins", shop.origin, port=port) as first:
+    with shop_on_exporter(
+        page,
+        shop,
+        tmp_path / "first",
+        "metricsService.configure({ batchMs: 50, retryBaseMs: 250, retryMaxMs: 2000 });",
+        port=port,
+    ) as first:
         base = first.base_url
-        open_shop(
-            page,
-            shop.serve_page(
-                client_url(base),
-                "metricsService.configure({ batchMs: 50, retryBaseMs: 250, retryMaxMs: 2000 });",
-            ),
-        )
         page.evaluate("(u) => window.shop.service.pushUserMetric(u)", shopper("before_1"))
         wait_until(lambda: "before_1" in shoppers(base))
         first.stop(signal.SIGKILL)
@@ -356,20 +348,18 @@ def test_disconnect_leaves_no_socket_open(
     backend and the exporter see no open stream, and polling has stopped."""
     _feed(backend, 1)
     page.add_init_script(OPEN_SOCKETS)
-    with run_exporter(tmp_path, "--cors-origins", shop.origin) as exporter:
-        base = exporter.base_url
-        open_shop(
-            page,
-            shop.serve_page(
-                client_url(base),
-                f"""metricsService.connectWebSocket('ws://127.0.0.1:{backend.port}/ws');
+    with shop_on_exporter(
+        page,
+        shop,
+        tmp_path,
+        f"""metricsService.connectWebSocket('ws://127.0.0.1:{backend.port}/ws');
                 metricsService.connectWebSocket();
                 metricsService.startPolling('{backend.url}/metrics', 200);
                 metricsService.connectSSE('{backend.url}/sse');
                 metricsService.onMetricsUpdate((m) => window.shop.summaries.push(m));
                 metricsService.onEvent(() => {{}});""",
-            ),
-        )
+    ) as exporter:
+        base = exporter.base_url
         wait_until(lambda: backend.open_sockets and backend.open_streams == 1)
         wait_until(lambda: metric(base, "shopper_exporter_stream_subscribers", stream="sse") == 1)
         wait_until(lambda: shop_state(page, "window.shop.summaries.length") >= 2)
@@ -392,9 +382,8 @@ def test_connect_websocket_without_url_pushes_over_the_exporters_ws(
 ) -> None:
     """connectWebSocket() with no URL opens the exporter's /ws and pushes go over it (acks
     included: a refused record still reaches onError)."""
-    with run_exporter(tmp_path, "--cors-origins", shop.origin) as exporter:
+    with shop_on_exporter(page, shop, tmp_path, "metricsService.connectWebSocket();") as exporter:
         base = exporter.base_url
-        open_shop(page, shop.serve_page(client_url(base), "metricsService.connectWebSocket();"))
         page.wait_for_timeout(200)
         page.evaluate(
             "(us) => window.shop.service.pushBulkMetrics(us)",
@@ -406,3 +395,17 @@ def test_connect_websocket_without_url_pushes_over_the_exporters_ws(
         wait_until(lambda: shop_state(page, "window.shop.errors.length") == 1)
         fields = shop_state(page, "window.shop.errors[0].rejected[0].errors.map((e) => e.field)")
         assert set(fields) == {"userName", "isActive"}
+
+
+def test_the_live_page_takes_its_live_data_through_the_client(page: Page, tmp_path: Path) -> None:
+    """The built-in page imports /client/metrics-service.js, and its one live stream is the
+    client's (summary, events and shoppers), which fills the page."""
+    page.add_init_script(OPEN_SOCKETS)
+    with run_exporter(tmp_path, "--demo", "5") as exporter:
+        page.goto(exporter.base_url + "/")
+        page.wait_for_function("document.querySelector('.kpis').dataset.updated")
+        loaded = page.evaluate("performance.getEntriesByType('resource').map((e) => e.name)")
+        assert client_url(exporter.base_url) in loaded
+        streams = shop_state(page, "window.__opened.map((s) => s.url)")
+        assert streams == [f"{exporter.base_url}/api/stream?types=summary%2Cevent%2Cuser_metric"]
+        assert page.get_by_test_id("connection-state").inner_text() == "live"

@@ -8,16 +8,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
-from support import (
-    CHROMIUM_ARGS,
-    free_port,
-    http_get,
-    require_binary,
-    run_exporter,
-    wait_until,
-)
+from browser_shop import checked_page
+from support import free_port, http_get, run_exporter, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
@@ -36,28 +30,13 @@ KPIS = (
 SECONDS = 1000  # Playwright timeouts are in milliseconds
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    """Debian's Chromium, headless, shared by the tests of this module."""
-    executable = require_binary("chromium")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=executable, headless=True, args=CHROMIUM_ARGS
-        )
-        yield chromium
-        chromium.close()
-
-
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
     """A fresh light-themed desktop page; fails the test if the page throws a script error."""
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, color_scheme="light")
-    tab = context.new_page()
-    errors: list[str] = []
-    tab.on("pageerror", lambda error: errors.append(str(error)))
-    yield tab
-    context.close()
-    assert not errors, f"script errors on the page: {errors}"
+    with checked_page(
+        browser, viewport={"width": 1280, "height": 900}, color_scheme="light"
+    ) as tab:
+        yield tab
 
 
 @pytest.fixture
