@@ -146,14 +146,15 @@ def shoppers(base_url: str, token: str | None = None) -> dict[str, dict[str, Any
 
 
 def metric(base_url: str, name: str, **labels: str) -> float:
-    """One sample of the exporter's /metrics (0 when absent)."""
+    """The sum of the exporter's /metrics samples of `name` with these labels (0 when none)."""
     with urllib.request.urlopen(f"{base_url}/metrics", timeout=5) as reply:
         text = reply.read().decode()
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                return float(sample.value)
-    return 0.0
+    return sum(
+        float(sample.value)
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
+    )
 
 
 class ShopBackend:

@@ -409,3 +409,28 @@ def test_the_live_page_takes_its_live_data_through_the_client(page: Page, tmp_pa
         streams = shop_state(page, "window.__opened.map((s) => s.url)")
         assert streams == [f"{exporter.base_url}/api/stream?types=summary%2Cevent%2Cuser_metric"]
         assert page.get_by_test_id("connection-state").inner_text() == "live"
+
+
+def test_bodies_follow_the_exporters_limits(page: Page, shop: OriginServer, tmp_path: Path) -> None:
+    """Against an exporter with small limits, a bulk push is split (by maxBatch, and after a
+    413 by halving) and every record arrives, with nothing reported as lost."""
+    with shop_on_exporter(
+        page,
+        shop,
+        tmp_path,
+        "metricsService.configure({ maxBatch: 8 });",
+        "--max-batch",
+        "5",
+        "--max-body-bytes",
+        "2048",
+    ) as exporter:
+        page.evaluate(
+            "(us) => window.shop.service.pushBulkMetrics(us)",
+            [shopper(f"limited_{i}", lastAction="x" * 100) for i in range(40)],
+        )
+        wait_until(lambda: len(shoppers(exporter.base_url)) == 40)
+        stats = shop_state(page, "window.shop.service.stats")
+        assert (stats["accepted"], stats["dropped"], stats["rejected"]) == (40, 0, 0)
+        assert stats["requests"] >= 8
+        assert metric(exporter.base_url, "shopper_updates_rejected_total") > 0  # the 413s
+        assert shop_state(page, "window.shop.errors") == []

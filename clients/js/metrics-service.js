@@ -634,9 +634,13 @@ export class MetricsService {
     const url = new URL('ws', this.#options.baseUrl);
     url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
     if (this.#options.token) url.searchParams.set('access_token', this.#options.token);
-    const socket = new PushSocket(url.href, () => this.#schedule(), () => {
+    const socket = new PushSocket(url.href, () => {
+      this.#sourceUp(url.href);
+      this.#schedule();
+    }, () => {
       if (this.#pushSocket !== socket) return;
       this.#pushSocket = null;
+      if (this.#pushSocketWanted) this.#sourceDown(url.href, new Error('pushing over HTTP meanwhile'));
       if (this.#pushSocketWanted) {
         this.#pushSocketTimer = setTimeout(() => this.#openPushSocket(),
           this.#options.reconnectMs * (0.9 + Math.random() * 0.2));
