@@ -16,7 +16,8 @@ when it pushed it. Measured:
   client being measured (~18 ms a read of 500 shoppers here);
 - push → visible for every update: an SSE reader of /api/stream?types=user_metric, whose frame
   is published by the same ingest call that makes the update visible in /api/shoppers;
-- the page's request round trips (fetch start → reply), to tell batching from server delay.
+- what the client itself adds: how long the oldest record of each body waited before the body
+  left, and the request round trips (fetch start → reply), to tell batching from server delay.
 Targets: requests/s ≤ 10, p99 latency ≤ batchMs + 100 ms. Prints Markdown for bench/RESULTS.md.
 """
 
@@ -70,10 +71,13 @@ web.run_app(app, host="127.0.0.1", port=settings.port, print=None, access_log=No
 PUSHER = """
 import { metricsService } from 'live-shopper-metrics-client';
 const realFetch = window.fetch;
-window.bench = { pushed: [], probes: [], trips: [], start(rate, shoppers, seconds) {
-  window.fetch = async (...args) => {
+window.bench = { pushed: [], probes: [], trips: [], waits: [], start(rate, shoppers, seconds) {
+  window.fetch = async (url, init) => {
     const sent = performance.now();
-    try { return await realFetch(...args); }
+    // How long the oldest record of this body waited in the client before the body left.
+    const oldest = Math.min(...JSON.parse(init.body).map((update) => update.pageViews));
+    this.waits.push(performance.timeOrigin + sent - this.pushed[oldest]);
+    try { return await realFetch(url, init); }
     finally { this.trips.push(performance.now() - sent); }
   };
   metricsService.configure({ batchMs: BATCH_MS });
@@ -204,6 +208,7 @@ def one_run(browser: Any, args: argparse.Namespace) -> dict[str, Any]:
         pushed: list[float] = page.evaluate("window.bench.pushed")
         probes: list[int] = page.evaluate("window.bench.probes")
         trips: list[float] = page.evaluate("window.bench.trips")
+        waits: list[float] = page.evaluate("window.bench.waits")
         stats = page.evaluate("window.shop.service.stats")
         errors = page.evaluate("window.shop.errors")
         with urllib.request.urlopen(base + "/bench/requests", timeout=5) as reply:
@@ -234,6 +239,8 @@ def one_run(browser: Any, args: argparse.Namespace) -> dict[str, Any]:
         "stream_seen_share": len(every) / len(pushed),
         "stream_p50": percentile(every, 50),
         "stream_p99": percentile(every, 99),
+        "wait_p50": percentile(waits, 50),
+        "wait_p99": percentile(waits, 99),
         "trip_p50": percentile(trips, 50),
         "trip_p99": percentile(trips, 99),
         "exporter_cpu_share": cpu / args.seconds,
@@ -265,16 +272,17 @@ def main() -> None:
     target = args.batch_ms + 100
     print(
         "| run | pushed | accepted | requests/s (POST + preflight) | /api/shoppers probe "
-        "p50 / p99 / max ms (n) | every update, SSE p50 / p99 ms | round trip p50 / p99 ms | "
-        "exporter CPU |"
+        "p50 / p99 / max ms (n) | every update, SSE p50 / p99 ms | oldest record's wait in "
+        "the client p50 / p99 ms | round trip p50 / p99 ms | exporter CPU |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for run, r in enumerate(results, 1):
         print(
             f"| {run} | {r['pushed']} | {r['accepted']} | {r['requests_per_s']:.2f} "
             f"({r['posts']} + {r['preflights']}) | {r['probe_p50']:.0f} / {r['probe_p99']:.0f} / "
             f"{r['probe_max']:.0f} ({r['probes_seen']} of {r['probes']}) | "
             f"{r['stream_p50']:.0f} / {r['stream_p99']:.0f} ({r['stream_seen_share']:.1%} seen) | "
+            f"{r['wait_p50']:.0f} / {r['wait_p99']:.0f} | "
             f"{r['trip_p50']:.0f} / {r['trip_p99']:.0f} | {r['exporter_cpu_share']:.0%} |"
         )
     worst_rate = max(r["requests_per_s"] for r in results)
