@@ -434,3 +434,27 @@ def test_bodies_follow_the_exporters_limits(page: Page, shop: OriginServer, tmp_
         assert stats["requests"] >= 8
         assert metric(exporter.base_url, "shopper_updates_rejected_total") > 0  # the 413s
         assert shop_state(page, "window.shop.errors") == []
+
+
+def test_a_body_on_its_way_when_the_page_closes_still_arrives(
+    page: Page, shop: OriginServer, tmp_path: Path
+) -> None:
+    """A body too large to always go with keepalive, still unanswered when the page closes
+    (the exporter is paused), arrives once the exporter goes on."""
+    with shop_on_exporter(
+        page, shop, tmp_path, "metricsService.configure({ batchMs: 20 });"
+    ) as exporter:
+        page.evaluate("(u) => window.shop.service.pushUserMetric(u)", shopper("first"))
+        wait_until(lambda: "first" in shoppers(exporter.base_url))  # the preflight is cached
+        exporter.proc.send_signal(signal.SIGSTOP)
+        try:
+            page.evaluate(
+                "(us) => window.shop.service.pushBulkMetrics(us)",
+                [shopper(f"in_flight_{i}", lastAction="y" * 150) for i in range(100)],
+            )
+            wait_until(lambda: shop_state(page, "window.shop.service.stats.queued") == 0)
+            assert shop_state(page, "window.shop.service.stats.requests") == 2
+            page.goto("about:blank")  # pagehide while the body waits for its reply
+        finally:
+            exporter.proc.send_signal(signal.SIGCONT)
+        wait_until(lambda: len(shoppers(exporter.base_url)) == 101, timeout=15)

@@ -24,6 +24,10 @@ const DEFAULTS = Object.freeze({
 
 // Browsers let a closing page keep at most 64 KiB of bodies in flight; stay under it.
 const KEEPALIVE_BYTES = 60 * 1024;
+// Bodies this small always go with keepalive, so they outlive the page without being sent
+// twice. Larger ones go without (keepalive requests took longer here: bench/RESULTS.md) and are
+// sent again, with keepalive, when the page closes before their reply.
+const ALWAYS_KEEPALIVE_BYTES = 8 * 1024;
 // Bodies are arrays or {"metrics":[...],"events":[...]}: this much beside the records' JSON.
 const BODY_OVERHEAD = 32;
 const RETRY_STATUSES = new Set([0, 408, 425, 429, 500, 502, 503, 504]);
@@ -199,6 +203,7 @@ export class MetricsService {
   #options;
   #queue = []; // {kind: 'metric' | 'event', json, bytes, at: when queued}, oldest first
   #sending = false;
+  #inFlight = null; // {batch, survivesUnload, resent} of the body on its way
   #batchTimer = 0;
   #retryTimer = 0;
   #attempt = 0;
@@ -354,14 +359,18 @@ export class MetricsService {
     if (this.#sending || !this.#queue.length) return;
     this.#sending = true;
     const batch = this.#takeBatch(this.#byteCap);
+    const flight = { batch, survivesUnload: false, resent: false };
+    this.#inFlight = flight;
     let result;
     try {
-      result = await this.#deliver(batch);
+      result = await this.#deliver(batch, { flight });
     } catch (error) {
       result = { status: 0, reply: null, error };
     }
     this.#sending = false;
-    this.#settle(batch, result);
+    this.#inFlight = null;
+    // A copy left when the page was closing; that copy's reply settles the batch.
+    if (!flight.resent) this.#settle(batch, result);
     this.#schedule();
   }
 
@@ -369,7 +378,7 @@ export class MetricsService {
    * The one send path: a batch as one body, over the exporter's /ws when connectWebSocket()
    * opened it, else POSTed. `unloading` sends from a closing page (keepalive, never the socket).
    */
-  async #deliver(batch, { unloading = false } = {}) {
+  async #deliver(batch, { unloading = false, flight = null } = {}) {
     const metrics = batch.filter((item) => item.kind === 'metric').map((item) => item.json);
     const events = batch.filter((item) => item.kind === 'event').map((item) => item.json);
     const envelope = `{"metrics":[${metrics.join(',')}],"events":[${events.join(',')}]}`;
@@ -382,12 +391,14 @@ export class MetricsService {
     else if (!metrics.length) [path, body] = ['api/events', `[${events.join(',')}]`];
     const headers = { 'Content-Type': 'application/json' };
     if (this.#options.token) headers.Authorization = `Bearer ${this.#options.token}`;
+    // keepalive lets the request finish after the page closed (browsers cap such bodies).
+    const keepalive = unloading || bytesOf(batch) <= ALWAYS_KEEPALIVE_BYTES;
+    if (flight) flight.survivesUnload = keepalive;
     const response = await fetch(new URL(path, this.#options.baseUrl), {
       method: 'POST',
       headers,
       body,
-      // Lets the request finish if the page closes meanwhile; browsers cap such bodies.
-      keepalive: utf8Length(body) <= KEEPALIVE_BYTES,
+      keepalive,
     });
     let reply = null;
     try {
@@ -466,15 +477,21 @@ export class MetricsService {
   #watchPage() {
     if (this.#pageWatched || typeof addEventListener !== 'function') return;
     this.#pageWatched = true;
-    addEventListener('pagehide', () => this.#sendBeforeLeaving());
+    addEventListener('pagehide', () => this.#sendBeforeLeaving({ closing: true }));
     if (typeof document !== 'undefined') {
       document.addEventListener('visibilitychange', () => {
-        if (document.visibilityState === 'hidden') this.#sendBeforeLeaving();
+        if (document.visibilityState === 'hidden') this.#sendBeforeLeaving({ closing: false });
       });
     }
   }
 
-  #sendBeforeLeaving() {
+  #sendBeforeLeaving({ closing }) {
+    const flight = this.#inFlight;
+    if (closing && flight && !flight.survivesUnload && !flight.resent) {
+      // Its request dies with the page: send it again (at least once).
+      flight.resent = true;
+      this.#queue.unshift(...flight.batch);
+    }
     clearTimeout(this.#batchTimer);
     clearTimeout(this.#retryTimer);
     this.#batchTimer = 0;
@@ -482,7 +499,7 @@ export class MetricsService {
     let budget = KEEPALIVE_BYTES;
     while (this.#queue.length && budget > BODY_OVERHEAD + this.#queue[0].bytes) {
       const batch = this.#takeBatch(Math.min(budget, this.#byteCap));
-      budget -= batch.reduce((sum, item) => sum + item.bytes + 1, BODY_OVERHEAD);
+      budget -= bytesOf(batch);
       this.#deliver(batch, { unloading: true })
         .then((result) => this.#settle(batch, result))
         .catch(() => this.#settle(batch, { status: 0, reply: null }));
@@ -870,6 +887,11 @@ export class MetricsService {
     this.#closeLive();
     this.#schedule();
   }
+}
+
+/** The size of a batch's body, near enough to keep within limits. */
+function bytesOf(batch) {
+  return batch.reduce((sum, item) => sum + item.bytes + 1, BODY_OVERHEAD);
 }
 
 function describe(rejected) {
