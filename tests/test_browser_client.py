@@ -458,3 +458,23 @@ def test_a_body_on_its_way_when_the_page_closes_still_arrives(
         finally:
             exporter.proc.send_signal(signal.SIGCONT)
         wait_until(lambda: len(shoppers(exporter.base_url)) == 101, timeout=15)
+
+
+def test_a_full_queue_drops_the_oldest_and_says_so_once(
+    page: Page, shop: OriginServer, tmp_path: Path
+) -> None:
+    """While the exporter cannot be reached the queue keeps at most maxQueue records: older ones
+    are dropped and counted, reported once, and nothing is thrown into the page."""
+    with shop_on_exporter(page, shop, tmp_path) as exporter:
+        nowhere = f"http://127.0.0.1:{free_port()}/"
+        page.evaluate(
+            "([url, us]) => { window.shop.service.configure({ baseUrl: url, maxQueue: 3 });"
+            " for (const u of us) window.shop.service.pushUserMetric(u); }",
+            [nowhere, [shopper(f"queued_{i}") for i in range(8)]],
+        )
+        wait_until(lambda: shop_state(page, "window.shop.service.stats.retries") >= 1)
+        stats = shop_state(page, "window.shop.service.stats")
+        assert (stats["queued"], stats["dropped"]) == (3, 5)
+        reasons = shop_state(page, "window.shop.errors.map((e) => e.reason)")
+        assert reasons.count("queue_full") == 1
+        assert shoppers(exporter.base_url) == {}

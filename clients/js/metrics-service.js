@@ -210,6 +210,7 @@ export class MetricsService {
   #recordCap; // records per body; halved when the exporter says a body had too many
   #byteCap; // bytes per body; halved when the exporter says a body was too large
   #unreachableReported = false;
+  #dropReported = false;
   #pageWatched = false;
   #stats = { sent: 0, requests: 0, accepted: 0, ignored: 0, rejected: 0, dropped: 0, retries: 0 };
 
@@ -319,9 +320,11 @@ export class MetricsService {
 
   #drop(items, reason) {
     this.#stats.dropped += items.length;
+    if (this.#dropReported) return; // once per outage; stats.dropped keeps counting
+    this.#dropReported = true;
     this.#report({ reason, records: items.length,
       message: reason === 'queue_full'
-        ? `the queue is full (maxQueue ${this.#options.maxQueue}): dropped the oldest ${items.length}`
+        ? `the queue is full (maxQueue ${this.#options.maxQueue}): dropping the oldest (stats.dropped counts them)`
         : `dropped ${items.length} record(s)` });
   }
 
@@ -414,6 +417,7 @@ export class MetricsService {
     if (status === 200 || (status === 422 && Array.isArray(reply?.rejected))) {
       this.#attempt = 0;
       this.#unreachableReported = false;
+      this.#dropReported = false;
       this.#stats.sent += batch.length;
       this.#stats.accepted += reply?.accepted ?? 0;
       this.#stats.ignored += reply?.ignored ?? 0;
