@@ -17,11 +17,17 @@ from prometheus_client.registry import Collector
 
 from exporter import __version__
 from exporter.eventlog import EventLog, Hub
+from exporter.events import KNOWN_TYPES
 from exporter.ingest import TRANSPORTS, Ingestor
+from exporter.labels import OTHER
 from exporter.status import ServiceStatus
 from exporter.store import FUNNEL_STAGES, Histogram, ShopperStore
 
 KNOWN_REJECT_REASONS = ("invalid", "not_json", "too_large", "batch_too_large")
+# Every event type a shop can see is exported from the start, at 0 until it happens: a series
+# that appears only with its first event hides that first increase from rate(), and an alert
+# cannot tell "no such event yet" from "the exporter lost its state".
+EVENT_LABELS = tuple(sorted({*KNOWN_TYPES, OTHER}))
 
 
 def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
@@ -63,6 +69,9 @@ class ShopperCollector(Collector):
         self.hub = hub
         self.status = status
         self.last_duration = 0.0
+        # Stands in for the last update until one arrives, so that the freshness gauge exists
+        # from start-up and a restarted exporter whose producers stay away reads as stalled.
+        self.started = ingestor.clock()
 
     def describe(self) -> list[Metric]:
         # Registration need not run a collection.
@@ -123,7 +132,8 @@ class ShopperCollector(Collector):
         events = CounterMetricFamily(
             "shopper_events_total", "Shopping events, explicit and derived.", labels=["event"]
         )
-        yield _labelled(events, c.events.items())
+        counts = c.events
+        yield _labelled(events, ((e, counts.get(e, 0)) for e in {*EVENT_LABELS, *counts}))
         for name, doc, value in (
             ("shopper_cart_items_added", "Items added to carts.", c.cart_items_added),
             ("shopper_cart_items_removed", "Items removed from carts.", c.cart_items_removed),
@@ -190,12 +200,12 @@ class ShopperCollector(Collector):
         ignored.add_metric(["stale"], self.store.counters.stale)
         ignored.add_metric(["duplicate"], self.store.counters.duplicate)
         yield ignored
-        if self.store.last_update is not None:
-            yield _gauge(
-                "shopper_exporter_last_update_timestamp_seconds",
-                "When the last record was applied.",
-                self.store.last_update,
-            )
+        last = self.store.last_update
+        yield _gauge(
+            "shopper_exporter_last_update_timestamp_seconds",
+            "When the last record was applied; the exporter's start until one is.",
+            self.started if last is None else last,
+        )
 
     def _service(self) -> Iterator[Metric]:
         info = InfoMetricFamily("shopper_exporter_build", "Build information.")
