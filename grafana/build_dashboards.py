@@ -2,8 +2,9 @@
 
 Usage: python grafana/build_dashboards.py [--check]
 
-The dashboards are plain Grafana JSON; this module keeps their layout and the options every
-panel type requires in one place, so that the JSON stays consistent when panels change.
+The dashboards are plain Grafana JSON. This module says what each dashboard shows; the panel
+builders (panels.py), the variables and annotations around them (dashboard_frame.py) and the
+Shoppers table (shopper_table.py) keep the options every panel type requires in one place.
 """
 
 from __future__ import annotations
@@ -11,396 +12,42 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from dashboard_frame import dashboard
+from panels import (
+    Json,
+    barchart,
+    bargauge,
+    logs,
+    loki,
+    override,
+    piechart,
+    prom,
+    row,
+    sel,
+    stat,
+    thresholds,
+    timeseries,
+)
+from shopper_table import shoppers_table
+
 OUT_DIR = Path(__file__).resolve().parent / "dashboards"
 
-PROM = {"type": "prometheus", "uid": "prometheus"}
-LOKI = {"type": "loki", "uid": "shopper-events"}
-
-# Every Prometheus selector is narrowed by the dashboard's job and instance variables.
-SCOPE = 'job=~"$job", instance=~"$instance"'
-
-Json = dict[str, Any]
-
-
-def sel(metric: str, **matchers: str) -> str:
-    """`metric{job=~"$job", instance=~"$instance", k="v"...}`."""
-    extra = "".join(f', {key}="{value}"' for key, value in matchers.items())
-    return f"{metric}{{{SCOPE}{extra}}}"
-
-
-# Expressions used by more than one panel.
+# Expressions used by more than one panel's query (never a whole query twice).
 ACTIVE_SHOPPERS = f"sum({sel('shopper_active_shoppers')})"
 ACTIVE_CARTS = f"sum({sel('shopper_active_carts')})"
-AVG_SESSION = f"sum({sel('shopper_active_session_seconds')}) / clamp_min({ACTIVE_SHOPPERS}, 1)"
 ORDERS_1H = f"sum(increase({sel('shopper_orders_total')}[1h]))"
 ABANDONMENTS_1H = f"sum(increase({sel('shopper_cart_abandonments_total')}[1h]))"
-# Abandonments / (abandonments + orders); no value rather than NaN while no cart was closed.
-ABANDONMENT_RATIO_1H = f"{ABANDONMENTS_1H} / (({ABANDONMENTS_1H} + {ORDERS_1H}) > 0)"
-
-
-def prom(expr: str, legend: str = "__auto", *, instant: bool = False, table: bool = False) -> Json:
-    """A Prometheus query target."""
-    target: Json = {
-        "datasource": PROM,
-        "editorMode": "code",
-        "expr": expr,
-        "legendFormat": legend,
-        "range": not instant,
-        "instant": instant,
-    }
-    if table:
-        target["format"] = "table"
-    return target
-
-
-def loki(expr: str, legend: str | None = None, *, max_lines: int | None = None) -> Json:
-    """A Loki (shopper event log) query target."""
-    target: Json = {
-        "datasource": LOKI,
-        "editorMode": "code",
-        "expr": expr,
-        "queryType": "range",
-    }
-    if legend is not None:
-        target["legendFormat"] = legend
-    if max_lines is not None:
-        target["maxLines"] = max_lines
-    return target
-
-
-def thresholds(*steps: tuple[float, str], base: str = "green") -> Json:
-    """Absolute thresholds starting at `base`."""
-    return {
-        "mode": "absolute",
-        "steps": [{"color": base, "value": None}]
-        + [{"color": color, "value": value} for value, color in steps],
-    }
-
-
-REDUCE_LAST = {"calcs": ["lastNotNull"], "fields": "", "values": False}
-LEGEND_HIDDEN = {"displayMode": "list", "placement": "bottom", "showLegend": False, "calcs": []}
-LEGEND_LIST = {"displayMode": "list", "placement": "bottom", "showLegend": True, "calcs": []}
-TOOLTIP = {"mode": "multi", "sort": "desc"}
-HIDE_NOTHING = {"tooltip": False, "legend": False, "viz": False}
-
-
-def panel(
-    kind: str,
-    title: str,
-    targets: list[Json],
-    *,
-    w: int,
-    h: int,
-    description: str = "",
-    options: Json,
-    defaults: Json | None = None,
-    transformations: list[Json] | None = None,
-    **extra: Any,
-) -> Json:
-    """A panel; `gridPos` and `id` are filled in by `layout`."""
-    datasource = targets[0]["datasource"]
-    for index, target in enumerate(targets):
-        target["refId"] = chr(ord("A") + index)
-    result: Json = {
-        "type": kind,
-        "title": title,
-        "description": description,
-        "datasource": datasource,
-        "gridPos": {"h": h, "w": w, "x": 0, "y": 0},
-        "targets": targets,
-        "options": options,
-        "fieldConfig": {"defaults": defaults or {}, "overrides": []},
-        **extra,
-    }
-    if transformations:
-        result["transformations"] = transformations
-    return result
-
-
-def stat(
-    title: str,
-    *targets: Json,
-    unit: str = "none",
-    description: str = "",
-    w: int = 3,
-    h: int = 4,
-    steps: Iterable[tuple[float, str]] = (),
-    base: str = "green",
-    graph: bool = True,
-    percent_change: bool = False,
-    decimals: int | None = None,
-    no_value: str | None = None,
-    text_mode: str = "auto",
-    **extra: Any,
-) -> Json:
-    """A single-value panel, with a sparkline unless `graph` is off."""
-    defaults: Json = {
-        "unit": unit,
-        "color": {"mode": "thresholds"},
-        "thresholds": thresholds(*steps, base=base),
-        "mappings": [],
-    }
-    if decimals is not None:
-        defaults["decimals"] = decimals
-    if no_value is not None:
-        defaults["noValue"] = no_value
-    return panel(
-        "stat",
-        title,
-        list(targets),
-        w=w,
-        h=h,
-        description=description,
-        options={
-            "reduceOptions": REDUCE_LAST,
-            "orientation": "auto",
-            "textMode": text_mode,
-            "colorMode": "value",
-            "graphMode": "area" if graph else "none",
-            "justifyMode": "auto",
-            "wideLayout": True,
-            "showPercentChange": percent_change,
-            "percentChangeColorMode": "standard",
-        },
-        defaults=defaults,
-        **extra,
-    )
-
-
-def timeseries(
-    title: str,
-    *targets: Json,
-    unit: str = "none",
-    description: str = "",
-    w: int = 12,
-    h: int = 8,
-    fill: int = 10,
-    stack: bool = False,
-    signed: bool = False,
-) -> Json:
-    """A time-series panel; `fill` 25+ draws it as an area chart, `signed` allows negatives."""
-    defaults: Json = {
-        "unit": unit,
-        "color": {"mode": "palette-classic"},
-        "custom": {
-            "drawStyle": "line",
-            "lineInterpolation": "smooth",
-            "lineWidth": 2,
-            "fillOpacity": fill,
-            "gradientMode": "opacity" if fill else "none",
-            "showPoints": "never",
-            "spanNulls": True,
-            "stacking": {"mode": "normal" if stack else "none", "group": "A"},
-            "axisPlacement": "auto",
-            "hideFrom": HIDE_NOTHING,
-        },
-    }
-    if not signed:
-        defaults["min"] = 0
-    return panel(
-        "timeseries",
-        title,
-        list(targets),
-        w=w,
-        h=h,
-        description=description,
-        options={"legend": LEGEND_LIST, "tooltip": TOOLTIP},
-        defaults=defaults,
-    )
-
-
-def bargauge(
-    title: str,
-    *targets: Json,
-    unit: str = "none",
-    description: str = "",
-    w: int = 8,
-    h: int = 8,
-    decimals: int | None = None,
-) -> Json:
-    """Horizontal bars, one per series (top lists, funnel stages)."""
-    defaults: Json = {
-        "unit": unit,
-        "min": 0,
-        "color": {"mode": "continuous-BlPu"},
-        "thresholds": thresholds(),
-    }
-    if decimals is not None:
-        defaults["decimals"] = decimals
-    return panel(
-        "bargauge",
-        title,
-        list(targets),
-        w=w,
-        h=h,
-        description=description,
-        options={
-            "displayMode": "gradient",
-            "valueMode": "color",
-            "namePlacement": "auto",
-            "showUnfilled": True,
-            "sizing": "auto",
-            "minVizWidth": 8,
-            "minVizHeight": 16,
-            "maxVizHeight": 300,
-            "legend": LEGEND_HIDDEN,
-            "reduceOptions": REDUCE_LAST,
-            "orientation": "horizontal",
-        },
-        defaults=defaults,
-    )
-
-
-def piechart(title: str, *targets: Json, description: str = "", w: int = 8, h: int = 8) -> Json:
-    """A donut of shares."""
-    return panel(
-        "piechart",
-        title,
-        list(targets),
-        w=w,
-        h=h,
-        description=description,
-        options={
-            "pieType": "donut",
-            "displayLabels": ["percent"],
-            "tooltip": {"mode": "single", "sort": "none"},
-            "reduceOptions": REDUCE_LAST,
-            "legend": {
-                "values": ["value", "percent"],
-                "displayMode": "table",
-                "placement": "right",
-                "showLegend": True,
-                "calcs": [],
-            },
-            "orientation": "auto",
-        },
-        defaults={
-            "unit": "none",
-            "color": {"mode": "palette-classic"},
-            "custom": {"hideFrom": HIDE_NOTHING},
-        },
-    )
-
-
-def logs(title: str, *targets: Json, description: str = "", w: int = 24, h: int = 12) -> Json:
-    """Log lines from the shopper event log, newest first."""
-    return panel(
-        "logs",
-        title,
-        list(targets),
-        w=w,
-        h=h,
-        description=description,
-        options={
-            "showLabels": True,
-            "showCommonLabels": False,
-            "showTime": True,
-            "showLogContextToggle": False,
-            "wrapLogMessage": True,
-            "prettifyLogMessage": False,
-            "enableLogDetails": True,
-            "enableInfiniteScrolling": False,
-            "sortOrder": "Descending",
-            "dedupStrategy": "none",
-        },
-    )
-
-
-def row(title: str) -> Json:
-    """A dashboard row header."""
-    return {
-        "type": "row",
-        "title": title,
-        "collapsed": False,
-        "panels": [],
-        "gridPos": {"h": 1, "w": 24, "x": 0, "y": 0},
-    }
-
-
-def layout(items: list[Json]) -> list[Json]:
-    """Number the panels and place them left to right, wrapping at 24 columns."""
-    x = y = line_height = 0
-    for number, item in enumerate(items, start=1):
-        item["id"] = number
-        pos = item["gridPos"]
-        if item["type"] == "row" or x + pos["w"] > 24:
-            x, y, line_height = 0, y + line_height, 0
-        pos["x"], pos["y"] = x, y
-        x += pos["w"]
-        line_height = max(line_height, pos["h"])
-        if item["type"] == "row":
-            x, y, line_height = 0, y + 1, 0
-    return items
-
-
-def query_variable(name: str, label: str, query: str) -> Json:
-    """A multi-value Prometheus label variable with an All option."""
-    return {
-        "type": "query",
-        "name": name,
-        "label": label,
-        "datasource": PROM,
-        "query": query,
-        "definition": query,
-        "refresh": 2,
-        "sort": 1,
-        "multi": True,
-        "includeAll": True,
-        "allValue": ".*",
-        "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
-        "options": [],
-        "regex": "",
-        "hide": 0,
-    }
-
-
-def dashboard(uid: str, title: str, description: str, panels: list[Json]) -> Json:
-    """A dashboard with the job/instance variables and links to its sibling."""
-    return {
-        "uid": uid,
-        "title": title,
-        "description": description,
-        "tags": ["shopper", "live-shopper-metrics"],
-        "timezone": "browser",
-        "editable": True,
-        "graphTooltip": 1,
-        "time": {"from": "now-1h", "to": "now"},
-        "timepicker": {"refresh_intervals": ["5s", "10s", "30s", "1m", "5m", "15m"]},
-        "refresh": "5s",
-        "liveNow": False,
-        "fiscalYearStartMonth": 0,
-        "schemaVersion": 39,
-        "version": 1,
-        "links": [
-            {
-                "title": "Shopper dashboards",
-                "type": "dashboards",
-                "tags": ["shopper"],
-                "icon": "external link",
-                "tooltip": "",
-                "asDropdown": True,
-                "targetBlank": False,
-                "includeVars": True,
-                "keepTime": True,
-            }
-        ],
-        "annotations": {"list": []},
-        "templating": {
-            "list": [
-                query_variable("job", "Job", "label_values(shopper_tracked_shoppers, job)"),
-                query_variable(
-                    "instance",
-                    "Instance",
-                    'label_values(shopper_tracked_shoppers{job=~"$job"}, instance)',
-                ),
-            ]
-        },
-        "panels": layout(panels),
-    }
+ORDER_VALUE_1H = f"sum(increase({sel('shopper_order_value_dollars_total')}[1h]))"
+ABANDONED_VALUE_1H = f"sum(increase({sel('shopper_abandoned_cart_value_dollars_total')}[1h]))"
+# A share that turns orange and red where the cart-abandonment alert begins to look.
+SHARE_STEPS = [(0.75, "orange"), (0.85, "red")]
+SHARE = thresholds(*SHARE_STEPS)
+# Rare counters (an order, a reconnect) are rated over at least a minute, so a single one does
+# not read as a burst: fixed [5m] windows, or a panel minimum interval of 1m.
+RARE = "1m"
 
 
 def live_shopper_metrics() -> Json:
@@ -431,17 +78,21 @@ def live_shopper_metrics() -> Json:
         ),
         stat(
             "Avg Session",
-            prom(AVG_SESSION, "session"),
+            prom(
+                f"sum({sel('shopper_active_session_seconds')}) / clamp_min({ACTIVE_SHOPPERS}, 1)",
+                "session",
+            ),
             unit="s",
             description="Mean length of the sessions in progress.",
         ),
         stat(
             "Cart Abandonment",
-            prom(ABANDONMENT_RATIO_1H, "abandoned"),
+            prom(f"{ABANDONMENTS_1H} / (({ABANDONMENTS_1H} + {ORDERS_1H}) > 0)", "abandoned"),
             unit="percentunit",
-            steps=[(0.75, "orange"), (0.85, "red")],
+            steps=SHARE_STEPS,
             no_value="no carts closed",
-            description="Abandoned carts / (abandoned carts + orders) over the last hour.",
+            description="Abandoned carts / (abandoned carts + orders) over the last hour; "
+            "ShopperCartAbandonmentHigh fires above 85%.",
         ),
         stat(
             "Product Views",
@@ -470,10 +121,14 @@ def live_shopper_metrics() -> Json:
         row("Real-time Activity"),
         timeseries(
             "Active shoppers",
-            prom(ACTIVE_SHOPPERS, "online shoppers"),
-            prom(ACTIVE_CARTS, "with items in cart"),
+            prom(
+                f"sum by (membership) ({sel('shopper_active_shoppers_by_membership')})",
+                "{{membership}}",
+            ),
             fill=35,
-            description="Shoppers online over time, and how many of them hold a cart.",
+            stack=True,
+            description="Shoppers online over time, stacked by membership: the top edge is "
+            "every shopper online.",
         ),
         timeseries(
             "Events per second",
@@ -483,21 +138,26 @@ def live_shopper_metrics() -> Json:
             ),
             unit="ops",
             stack=True,
-            description="Shopper events by type: views, searches, cart changes, orders...",
+            description="Shopper events by type: views, searches, cart changes, orders... The "
+            "traffic spike and drop alerts judge their sum against the same time of day "
+            "yesterday, two days and a week ago.",
         ),
         timeseries(
-            "Average session duration",
-            prom(AVG_SESSION, "sessions in progress"),
+            "Session duration",
             prom(
-                f"sum(rate({sel('shopper_session_duration_seconds_sum')}[$__rate_interval]))"
-                f" / sum(rate({sel('shopper_session_duration_seconds_count')}"
-                "[$__rate_interval]))",
-                "completed sessions",
+                f"sum(rate({sel('shopper_session_duration_seconds_sum')}[5m]))"
+                f" / sum(rate({sel('shopper_session_duration_seconds_count')}[5m]))",
+                "mean",
+            ),
+            prom(
+                "histogram_quantile(0.9, sum by (le) "
+                f"(rate({sel('shopper_session_duration_seconds_bucket')}[5m])))",
+                "90th percentile",
             ),
             unit="s",
-            w=8,
             fill=35,
-            description="Mean length of the sessions in progress and of those that ended.",
+            description="Length of the sessions that ended in the last 5 minutes: mean and "
+            "90th percentile (the sessions in progress are the Avg Session KPI).",
         ),
         timeseries(
             "Cart actions",
@@ -506,99 +166,18 @@ def live_shopper_metrics() -> Json:
                 "items added",
             ),
             prom(
-                f"-sum(rate({sel('shopper_cart_items_removed_total')}[$__rate_interval])) * 60",
+                f"sum(rate({sel('shopper_cart_items_removed_total')}[$__rate_interval])) * 60",
                 "items removed",
             ),
             unit="short",
-            w=8,
             fill=25,
-            signed=True,
-            description="Items added to (up) and removed from (down) carts per minute.",
-        ),
-        bargauge(
-            "Top 5 activities",
-            prom(
-                f"topk(5, sum by (activity) ({sel('shopper_active_shoppers_by_activity')}))",
-                "{{activity}}",
-                instant=True,
-            ),
-            decimals=0,
-            description="What the online shoppers are doing right now.",
+            downward="B",
+            description="Items added to carts per minute (up) and removed from them (drawn down).",
         ),
     ]
     details = [
         row("Shopper Details"),
-        panel(
-            "table",
-            "Shoppers",
-            [loki('{job="shopper-state"} | json', max_lines=1000)],
-            w=24,
-            h=11,
-            description="Every shopper the exporter holds: status, session, cart and activity.",
-            options={
-                "frameIndex": 0,
-                "showHeader": True,
-                "cellHeight": "sm",
-                "footer": {"show": False, "reducer": ["sum"], "countRows": False},
-                "sortBy": [{"displayName": "Cart ($)", "desc": True}],
-            },
-            defaults={
-                "custom": {
-                    "align": "auto",
-                    "inspect": False,
-                    "filterable": True,
-                },
-                "mappings": [
-                    {
-                        "type": "value",
-                        "options": {
-                            "online": {"text": "● online", "color": "green", "index": 0},
-                            "offline": {"text": "○ offline", "color": "text", "index": 1},
-                        },
-                    }
-                ],
-            },
-            transformations=[
-                # `| json` turns the ShopperView line into labels; the table shows some of them.
-                {"id": "extractFields", "options": {"source": "labels", "replace": True}},
-                {
-                    "id": "filterFieldsByName",
-                    "options": {"include": {"names": list(SHOPPER_COLUMNS)}},
-                },
-                {
-                    "id": "convertFieldType",
-                    "options": {
-                        "fields": {},
-                        "conversions": [
-                            {"targetField": name, "destinationType": "number"}
-                            for name in (
-                                "sessionSeconds",
-                                "cartValue",
-                                "itemsInCart",
-                                "productsViewed",
-                            )
-                        ],
-                    },
-                },
-                {
-                    "id": "organize",
-                    "options": {
-                        "excludeByName": {},
-                        "indexByName": {name: i for i, name in enumerate(SHOPPER_COLUMNS)},
-                        "renameByName": SHOPPER_COLUMNS,
-                    },
-                },
-            ],
-        ),
-        bargauge(
-            "Online by membership",
-            prom(
-                f"sum by (membership) ({sel('shopper_active_shoppers_by_membership')})",
-                "{{membership}}",
-                instant=True,
-            ),
-            decimals=0,
-        ),
+        shoppers_table(),
         piechart(
             "Online by delivery window",
             prom(
@@ -606,6 +185,8 @@ def live_shopper_metrics() -> Json:
                 "{{delivery_window}}",
                 instant=True,
             ),
+            w=12,
+            description="Online shoppers by the delivery window they chose.",
         ),
         bargauge(
             "Top 10 locations",
@@ -614,7 +195,9 @@ def live_shopper_metrics() -> Json:
                 "{{location}}",
                 instant=True,
             ),
+            w=12,
             decimals=0,
+            description="Where the online shoppers are, the ten largest locations.",
         ),
     ]
     behaviour = [
@@ -627,48 +210,24 @@ def live_shopper_metrics() -> Json:
                 instant=True,
             ),
             h=9,
-            description="Online shoppers by current activity.",
+            description="Online shoppers by current activity, largest first.",
         ),
-        panel(
-            "barchart",
+        barchart(
             "Activity engagement",
-            [
-                prom(
-                    f"sum by (activity) (increase({sel('shopper_activity_seconds_total')}"
-                    "[$__range]))",
-                    "{{activity}}",
-                    instant=True,
-                    table=True,
-                )
-            ],
+            prom(
+                f"sum by (activity) (increase({sel('shopper_activity_seconds_total')}[$__range]))"
+                f" / on () group_left () (sum(increase({sel('shopper_sessions_started_total')}"
+                "[$__range])) > 0)",
+                "{{activity}}",
+                instant=True,
+                table=True,
+            ),
+            x_field="activity",
+            unit="s",
             w=16,
             h=9,
-            description="Time shoppers spent in each activity over the selected time range.",
-            options={
-                "xField": "activity",
-                "orientation": "horizontal",
-                "xTickLabelRotation": 0,
-                "xTickLabelMaxLength": 0,
-                "stacking": "none",
-                "showValue": "auto",
-                "barWidth": 0.8,
-                "groupWidth": 0.7,
-                "legend": LEGEND_HIDDEN,
-                "tooltip": {"mode": "single", "sort": "none"},
-                "fullHighlight": False,
-            },
-            defaults={
-                "unit": "s",
-                "color": {"mode": "palette-classic"},
-                "custom": {
-                    "fillOpacity": 80,
-                    "gradientMode": "hue",
-                    "lineWidth": 1,
-                    "axisPlacement": "auto",
-                    "hideFrom": HIDE_NOTHING,
-                },
-            },
-            transformations=[{"id": "organize", "options": {"excludeByName": {"Time": True}}}],
+            description="Time a session spends in each activity, on average over the selected "
+            "time range: seconds per activity / sessions started.",
         ),
         # Percent change = last value against the first of the panel's one-hour range,
         # i.e. now against an hour ago.
@@ -677,15 +236,13 @@ def live_shopper_metrics() -> Json:
                 title,
                 prom(expr, legend),
                 unit=unit,
-                w=4,
+                w=6,
                 h=5,
                 percent_change=True,
                 timeFrom="1h",
                 description=f"{text} The arrow compares with an hour ago.",
             )
             for title, expr, legend, unit, text in (
-                ("Shoppers online", ACTIVE_SHOPPERS, "online", "none", "Shoppers online now."),
-                ("Orders, last hour", ORDERS_1H, "orders", "none", "Orders in the last hour."),
                 (
                     "Average cart value",
                     f"sum({sel('shopper_cart_value_dollars')}) / clamp_min({ACTIVE_CARTS}, 1)",
@@ -734,19 +291,20 @@ def live_shopper_metrics() -> Json:
         ),
         stat(
             "Abandoned revenue, last hour",
-            prom(
-                f"sum(increase({sel('shopper_abandoned_cart_value_dollars_total')}[1h]))",
-                "abandoned",
-            ),
+            prom(ABANDONED_VALUE_1H, "abandoned"),
+            prom(f"{ABANDONED_VALUE_1H} / (({ABANDONED_VALUE_1H} + {ORDER_VALUE_1H}) > 0)", "of"),
             unit="currencyUSD",
             w=4,
             h=8,
-            steps=[(1000, "orange")],
-            description="Value of the carts abandoned in the last hour.",
+            base="text",
+            text_mode="value_and_name",
+            overrides=[override("byFrameRefID", "B", unit="percentunit", thresholds=SHARE)],
+            description="Value of the carts abandoned in the last hour, and its share of all "
+            "cart value closed (abandoned + ordered), coloured by that share.",
         ),
         stat(
             "Order revenue, last hour",
-            prom(f"sum(increase({sel('shopper_order_value_dollars_total')}[1h]))", "ordered"),
+            prom(ORDER_VALUE_1H, "ordered"),
             unit="currencyUSD",
             w=4,
             h=8,
@@ -754,12 +312,14 @@ def live_shopper_metrics() -> Json:
         ),
         timeseries(
             "Orders and abandoned carts per hour",
-            prom(f"sum(rate({sel('shopper_orders_total')}[$__rate_interval])) * 3600", "orders"),
+            prom(f"sum(rate({sel('shopper_orders_total')}[5m])) * 3600", "orders"),
             prom(
-                f"sum(rate({sel('shopper_cart_abandonments_total')}[$__rate_interval])) * 3600",
+                f"sum(rate({sel('shopper_cart_abandonments_total')}[5m])) * 3600",
                 "abandoned carts",
             ),
             w=8,
+            description="Orders and abandoned carts as hourly rates over the last 5 minutes "
+            "(a single order does not jump the line).",
         ),
     ]
     events = [
@@ -780,7 +340,8 @@ def live_shopper_metrics() -> Json:
             "Events by type (event log)",
             loki('sum by (type) (count_over_time({job="shopper-events"}[$__auto]))', "{{type}}"),
             stack=True,
-            description="Event-log lines per interval, by event type.",
+            no_value="No events yet",
+            description="Event-log lines per interval, by event type, from the Loki API.",
         ),
         logs(
             "Orders and abandoned carts",
@@ -792,6 +353,7 @@ def live_shopper_metrics() -> Json:
             ),
             w=12,
             h=8,
+            description="The latest orders and abandoned carts, with shopper and value.",
         ),
     ]
     return dashboard(
@@ -801,21 +363,6 @@ def live_shopper_metrics() -> Json:
         "details, shopping behaviour and the event stream.",
         kpis + realtime + details + behaviour + conversion + events,
     )
-
-
-# ShopperView fields shown in the Shoppers table, with their column titles.
-SHOPPER_COLUMNS = {
-    "status": "Status",
-    "userName": "Shopper",
-    "membershipType": "Membership",
-    "location": "Location",
-    "activeFeature": "Activity",
-    "sessionSeconds": "Session (s)",
-    "cartValue": "Cart ($)",
-    "itemsInCart": "Items",
-    "productsViewed": "Products viewed",
-    "lastAction": "Last action",
-}
 
 
 def shopper_exporter() -> Json:
@@ -841,15 +388,22 @@ def shopper_exporter() -> Json:
             w=6,
             steps=[(0.01, "orange"), (0.05, "red")],
             no_value="0%",
-            description="Rejected records / received records over 5 minutes.",
+            description="Rejected records / received records over 5 minutes; "
+            "ShopperIngestRejectsHigh fires above 5%.",
         ),
         stat(
             "Last update age",
-            prom(f"time() - max({sel('shopper_exporter_last_update_timestamp_seconds')})", "age"),
+            prom(
+                "time() - max by (instance) "
+                f"({sel('shopper_exporter_last_update_timestamp_seconds')})",
+                "{{instance}}",
+            ),
             unit="s",
             w=6,
             steps=[(60, "orange"), (300, "red")],
-            description="Time since the newest accepted shopper update.",
+            text_mode="value_and_name",
+            description="Per replica, time since its newest accepted update (since its start "
+            "if none came); ShopperIngestStalled fires past 300 s.",
         ),
         stat(
             "Tracked shoppers",
@@ -865,6 +419,7 @@ def shopper_exporter() -> Json:
             ),
             unit="ops",
             stack=True,
+            description="Records received per second by the way they came in.",
         ),
         timeseries(
             "Rejected by reason",
@@ -874,6 +429,8 @@ def shopper_exporter() -> Json:
             ),
             unit="ops",
             w=6,
+            interval=RARE,
+            description="Records refused per second, by transport and reason.",
         ),
         timeseries(
             "Ignored by reason",
@@ -883,7 +440,8 @@ def shopper_exporter() -> Json:
             ),
             unit="ops",
             w=6,
-            description="Stale or duplicate updates.",
+            interval=RARE,
+            description="Valid updates that changed nothing: stale or exact duplicates.",
         ),
     ]
     streams = [
@@ -891,6 +449,7 @@ def shopper_exporter() -> Json:
         timeseries(
             "Stream subscribers",
             prom(f"sum by (stream) ({sel('shopper_exporter_stream_subscribers')})", "{{stream}}"),
+            no_value="No live subscribers",
             description="Connected SSE, WebSocket and Loki tail clients.",
         ),
         timeseries(
@@ -899,9 +458,12 @@ def shopper_exporter() -> Json:
                 f"sum(rate({sel('shopper_exporter_stream_dropped_frames_total')}{rate}))", "dropped"
             ),
             unit="ops",
-            description="Frames dropped for subscribers that read too slowly.",
+            interval=RARE,
+            description="Frames dropped per second for subscribers that read too slowly; "
+            "ShopperStreamDropping fires above 1/s.",
         ),
     ]
+    no_sources = "No pull sources configured"
     sources = [
         row("Pull sources"),
         stat(
@@ -913,6 +475,7 @@ def shopper_exporter() -> Json:
             text_mode="value_and_name",
             steps=[(1, "green")],
             base="red",
+            no_value=no_sources,
             description="1 when every replica's connection to the source is healthy.",
         ),
         timeseries(
@@ -924,6 +487,9 @@ def shopper_exporter() -> Json:
             ),
             w=8,
             h=8,
+            interval=RARE,
+            no_value=no_sources,
+            description="Reconnections of each pull source per interval.",
         ),
         bargauge(
             "Since last success",
@@ -934,6 +500,7 @@ def shopper_exporter() -> Json:
                 instant=True,
             ),
             unit="s",
+            no_value=no_sources,
             description="Time since each source last delivered data.",
         ),
     ]
@@ -942,9 +509,14 @@ def shopper_exporter() -> Json:
         stat(
             "Targets up",
             prom(f"sum({sel('up')})", "up"),
+            prom(f"sum({sel('up')} == bool 0)", "down"),
             w=4,
             graph=False,
-            description="Exporter instances Prometheus scrapes successfully.",
+            text_mode="value_and_name",
+            base="blue",
+            overrides=[override("byFrameRefID", "B", thresholds=thresholds((1, "red")))],
+            description="Exporter replicas Prometheus scrapes (up) and cannot scrape (down, "
+            "red from one); ShopperExporterDown fires for a replica down 2 minutes.",
         ),
         stat(
             "Version",
@@ -952,6 +524,7 @@ def shopper_exporter() -> Json:
             w=4,
             graph=False,
             text_mode="name",
+            description="Exporter versions running, one entry per version.",
         ),
         timeseries(
             "Scrape duration",
@@ -961,7 +534,7 @@ def shopper_exporter() -> Json:
             ),
             unit="s",
             w=8,
-            description="Time the last /metrics collection took.",
+            description="Time the last /metrics collection took, per replica.",
         ),
         timeseries(
             "Event log entries",
@@ -969,7 +542,7 @@ def shopper_exporter() -> Json:
                 f"sum by (instance) ({sel('shopper_exporter_event_log_entries')})", "{{instance}}"
             ),
             w=8,
-            description="Events held in the ring buffer behind the Loki API.",
+            description="Events held in the ring buffer behind the Loki API, per replica.",
         ),
         timeseries(
             "Label overflow",
@@ -977,14 +550,16 @@ def shopper_exporter() -> Json:
                 f"sum by (label) (increase({sel('shopper_exporter_label_overflow_total')}{rate}))",
                 "{{label}}",
             ),
-            description="Label values folded into `other` after the per-label cap.",
             w=8,
+            interval=RARE,
+            description="Label values folded into `other` after the per-label cap.",
         ),
         timeseries(
             "Event log lines (Loki API)",
             loki('sum(count_over_time({job="shopper-events"}[$__auto]))', "events"),
-            description="What Grafana's Loki datasource reads from the exporter.",
             w=8,
+            no_value="No events yet",
+            description="What Grafana's Loki datasource reads from the exporter.",
         ),
         timeseries(
             "Forwarding to Loki",
@@ -997,8 +572,9 @@ def shopper_exporter() -> Json:
                 "dropped",
             ),
             unit="ops",
-            description="Events shipped to an external Loki (--loki-push-url), and drops.",
             w=8,
+            no_value="Not forwarding (no --loki-push-url)",
+            description="Events shipped to an external Loki (--loki-push-url), and drops.",
         ),
     ]
     return dashboard(

@@ -6,6 +6,7 @@ import json
 import re
 import subprocess
 import sys
+import urllib.parse
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
@@ -32,6 +33,8 @@ SCHEMA_DIR = ROOT.parent / "shared" / "schemas" / "grafana"
 
 LIVE = "live-shopper-metrics"
 EXPORTER = "shopper-exporter"
+PROMETHEUS_REF = {"type": "prometheus", "uid": "${datasource}"}
+LOKI_REF = {"type": "loki", "uid": "${loki}"}
 
 
 def load_dashboard(uid_or_path: str | Path) -> dict[str, Any]:
@@ -88,7 +91,15 @@ def _schema(name: str) -> dict[str, Any]:
         if IN_CI:
             pytest.fail(message)
         pytest.skip(message)
-    return dict(json.loads(path.read_text()))
+    schema = dict(json.loads(path.read_text()))
+    # Grafana's CUE source types an override's value and a matcher's options as `_` (anything:
+    # `"value": "negative-Y"`, `"options": "B"`); the generated JSON schema narrowed `_` to
+    # `object`, which no dashboard Grafana itself writes would pass. Restore "anything".
+    definitions = schema.get("definitions", {})
+    if "DynamicConfigValue" in definitions:
+        definitions["DynamicConfigValue"]["properties"]["value"] = {}
+        definitions["MatcherConfig"]["properties"]["options"] = {}
+    return schema
 
 
 def _validator(name: str, definition: str | None = None) -> Draft7Validator:
@@ -170,23 +181,37 @@ def test_dashboard_uids_and_titles_are_unique() -> None:
 
 
 @pytest.mark.parametrize("path", DASHBOARD_FILES, ids=lambda p: p.stem)
-def test_dashboard_references_only_provisioned_datasources(path: Path) -> None:
-    """Panels, queries and variables name datasources by a provisioned uid and its type."""
-    provisioned = provisioned_datasources()
+def test_dashboard_names_datasources_through_its_variables(path: Path) -> None:
+    """Panels, queries, variables and annotations name their datasource as ${datasource}
+    (Prometheus) or ${loki} (the event stream), never a fixed uid, so an import works anywhere."""
     text = path.read_text()
     assert "__inputs" not in text
     assert "__requires" not in text
     assert "${DS_" not in text
     dashboard = load_dashboard(path)
     refs = [v["datasource"] for v in dashboard["templating"]["list"] if "datasource" in v]
+    refs += [a["datasource"] for a in dashboard["annotations"]["list"] if not a.get("builtIn")]
     for panel in all_panels(dashboard):
         if panel["type"] != "row":
             refs.append(panel["datasource"])
         refs.extend(target["datasource"] for target in panel.get("targets", []))
     assert refs
     for ref in refs:
-        assert set(ref) == {"type", "uid"}, ref
-        assert provisioned.get(ref["uid"]) == ref["type"], ref
+        assert ref in (PROMETHEUS_REF, LOKI_REF), ref
+    assert LOKI_REF in refs
+
+
+@pytest.mark.parametrize("path", DASHBOARD_FILES, ids=lambda p: p.stem)
+def test_datasource_variables_start_on_the_provisioned_datasources(path: Path) -> None:
+    """$datasource picks among Prometheus datasources and $loki among Loki ones, each starting
+    on the datasource provisioning creates."""
+    variables = {v["name"]: v for v in load_dashboard(path)["templating"]["list"]}
+    provisioned = provisioned_datasources()
+    for name, kind in (("datasource", "prometheus"), ("loki", "loki")):
+        variable = variables[name]
+        assert variable["type"] == "datasource"
+        assert variable["query"] == kind
+        assert provisioned[variable["current"]["value"]] == kind
 
 
 @pytest.mark.parametrize("path", DASHBOARD_FILES, ids=lambda p: p.stem)
@@ -268,9 +293,9 @@ def test_dashboard_has_job_and_instance_variables(path: Path) -> None:
     assert variables["instance"]["query"] == (
         'label_values(shopper_tracked_shoppers{job=~"$job"}, instance)'
     )
-    for variable in variables.values():
-        assert variable["type"] == "query"
-        assert variable["datasource"] == {"type": "prometheus", "uid": "prometheus"}
+    for name in ("job", "instance"):
+        assert variables[name]["type"] == "query"
+        assert variables[name]["datasource"] == PROMETHEUS_REF
     assert dashboard["refresh"] == "5s"
 
 
@@ -312,24 +337,23 @@ def test_live_dashboard_has_the_four_views_of_the_brief() -> None:
 
 
 def test_live_dashboard_realtime_activity_view() -> None:
-    """Active shoppers as an area chart, events per second, session duration and the top 5."""
+    """Active shoppers as an area chart, events per second, session duration, cart actions."""
     panels = _panels_by_title(LIVE)
     active = panels["Active shoppers"]
     assert active["type"] == "timeseries"
     assert active["fieldConfig"]["defaults"]["custom"]["fillOpacity"] >= 25
+    assert "shopper_active_shoppers_by_membership" in _exprs(active)[0]
     assert panels["Events per second"]["type"] == "timeseries"
     assert "rate(shopper_events_total" in _exprs(panels["Events per second"])[0]
-    assert "shopper_active_session_seconds" in _exprs(panels["Average session duration"])[0]
-    top = panels["Top 5 activities"]
-    assert top["type"] == "bargauge"
-    assert _exprs(top)[0].startswith("topk(5, sum by (activity)")
+    assert "shopper_session_duration_seconds" in _exprs(panels["Session duration"])[0]
+    assert panels["Cart actions"]["type"] == "timeseries"
 
 
 def test_live_dashboard_shopper_details_view() -> None:
     """A table of the shopper-state stream, parsed with `| json` and organized into columns."""
     table = _panels_by_title(LIVE)["Shoppers"]
     assert table["type"] == "table"
-    assert table["datasource"]["uid"] == "shopper-events"
+    assert table["datasource"] == LOKI_REF
     assert _exprs(table) == ['{job="shopper-state"} | json']
     organize = next(t for t in table["transformations"] if t["id"] == "organize")
     columns = organize["options"]["indexByName"]
@@ -341,6 +365,7 @@ def test_live_dashboard_shopping_behaviour_view() -> None:
     """Activity pie, engagement bar chart, and statistics with a trend against an hour ago."""
     panels = _panels_by_title(LIVE)
     assert panels["Activity distribution"]["type"] == "piechart"
+    assert panels["Activity distribution"]["options"]["legend"]["sortDesc"] is True
     assert panels["Activity engagement"]["type"] in {"barchart", "bargauge"}
     trends = [
         p for p in panels.values() if p["type"] == "stat" and p["options"]["showPercentChange"]
@@ -387,3 +412,189 @@ def test_exporter_dashboard_covers_ingest_and_self_metrics() -> None:
         "up",
     }
     assert expected - used == set()
+
+
+def _all_panels() -> Iterator[tuple[str, dict[str, Any]]]:
+    """(dashboard uid, panel) for every panel but rows, of every dashboard."""
+    for path in DASHBOARD_FILES:
+        dashboard = load_dashboard(path)
+        for panel in all_panels(dashboard):
+            if panel["type"] != "row":
+                yield dashboard["uid"], panel
+
+
+def _overrides(panel: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Matcher option (field name or refId) → the properties overridden for it."""
+    found: dict[str, dict[str, Any]] = {}
+    for o in panel["fieldConfig"]["overrides"]:
+        properties = found.setdefault(o["matcher"]["options"], {})
+        properties.update({p["id"]: p["value"] for p in o["properties"]})
+    return found
+
+
+def test_every_panel_has_a_description() -> None:
+    """Each panel says what it shows in its description (the (i) beside its title)."""
+    missing = [f"{uid}/{p['title']}" for uid, p in _all_panels() if not p["description"].strip()]
+    assert missing == []
+
+
+def test_no_two_panels_share_a_query() -> None:
+    """No query appears in two panels (of either dashboard): every panel shows something of
+    its own."""
+    seen: dict[str, str] = {}
+    for uid, panel in _all_panels():
+        for target in panel["targets"]:
+            expr = " ".join(target["expr"].split())
+            where = f"{uid}/{panel['title']}"
+            assert expr not in seen or seen[expr] == where, f"{where} repeats {seen.get(expr)}"
+            seen[expr] = where
+    assert len(seen) >= 40
+
+
+def test_value_panels_have_units() -> None:
+    """Every stat, time series, bar gauge and bar chart states its unit."""
+    for uid, panel in _all_panels():
+        if panel["type"] in {"stat", "timeseries", "bargauge", "barchart"}:
+            assert panel["fieldConfig"]["defaults"].get("unit"), f"{uid}/{panel['title']}"
+
+
+def test_every_table_column_has_a_unit() -> None:
+    """Each column the Shoppers table shows has a unit (`string` for text), and the userId it
+    keeps for its link is hidden."""
+    table = _panels_by_title(LIVE)["Shoppers"]
+    organize = next(t for t in table["transformations"] if t["id"] == "organize")
+    renamed = organize["options"]["renameByName"]
+    overrides = _overrides(table)
+    for field in organize["options"]["indexByName"]:
+        if field == "userId":
+            assert overrides["userId"]["custom.hidden"] is True
+            continue
+        assert overrides[renamed[field]]["unit"], field
+    assert overrides[renamed["cartValue"]]["unit"] == "currencyUSD"
+    assert overrides[renamed["sessionSeconds"]]["unit"] == "s"
+
+
+def test_shopper_rows_link_to_their_events_in_explore() -> None:
+    """The shopper's name links to Explore on $loki, querying that userId's events over the
+    dashboard's time range."""
+    table = _panels_by_title(LIVE)["Shoppers"]
+    (link,) = _overrides(table)["Shopper"]["links"]
+    path, _, query = link["url"].partition("?")
+    assert path == "/explore"
+    panes = json.loads(urllib.parse.parse_qs(query)["panes"][0])
+    (pane,) = panes.values()
+    assert pane["datasource"] == "${loki}"
+    assert pane["range"] == {"from": "${__from}", "to": "${__to}"}
+    (explore_query,) = pane["queries"]
+    assert explore_query["datasource"] == LOKI_REF
+    assert explore_query["expr"] == (
+        '{job="shopper-events"} | json | userId="${__data.fields.userId:percentencode}"'
+    )
+
+
+def test_cart_removals_are_drawn_downward_by_an_override() -> None:
+    """Removed items are a positive rate drawn below the axis by a negative-Y override; no
+    query is negated."""
+    panel = _panels_by_title(LIVE)["Cart actions"]
+    removed = next(t for t in panel["targets"] if "items_removed" in t["expr"])
+    assert _overrides(panel)[removed["refId"]] == {"custom.transform": "negative-Y"}
+    for _, any_panel in _all_panels():
+        for target in any_panel["targets"]:
+            assert not target["expr"].lstrip().startswith("-"), target["expr"]
+
+
+def test_thresholds_are_relative_not_dollar_amounts() -> None:
+    """No dollar value is coloured by a fixed amount; abandoned revenue is coloured by its share
+    of closed cart value, as the abandonment KPI is."""
+    for uid, panel in _all_panels():
+        defaults = panel["fieldConfig"]["defaults"]
+        if defaults.get("unit") == "currencyUSD" and "thresholds" in defaults:
+            steps = defaults["thresholds"]["steps"]
+            assert [s["value"] for s in steps] == [None], f"{uid}/{panel['title']}"
+    revenue = _panels_by_title(LIVE)["Abandoned revenue, last hour"]
+    share = _overrides(revenue)["B"]
+    assert share["unit"] == "percentunit"
+    assert [s["value"] for s in share["thresholds"]["steps"]] == [None, 0.75, 0.85]
+
+
+# Counters that may move once in a while: rated over a few scrapes, one event jumps the line.
+RARE_COUNTERS = (
+    "shopper_orders_total",
+    "shopper_cart_abandonments_total",
+    "shopper_order_value_dollars_total",
+    "shopper_abandoned_cart_value_dollars_total",
+    "shopper_coupons_applied_total",
+    "shopper_session_duration_seconds",
+    "shopper_exporter_source_reconnects_total",
+    "shopper_exporter_label_overflow_total",
+    "shopper_exporter_stream_dropped_frames_total",
+    "shopper_updates_rejected_total",
+    "shopper_updates_ignored_total",
+)
+
+
+def test_rare_counters_are_rated_over_minutes() -> None:
+    """A rare counter is rated over 5m or more, the selected range, or $__rate_interval in a
+    panel whose minimum interval is 1m."""
+    checked = 0
+    for uid, panel in _all_panels():
+        for target in panel["targets"]:
+            for name in RARE_COUNTERS:
+                for window in re.findall(rf"{name}\w*\{{[^}}]*\}}\[([^\]]+)\]", target["expr"]):
+                    checked += 1
+                    where = f"{uid}/{panel['title']}: {window}"
+                    if window == "$__rate_interval":
+                        assert panel.get("interval") == "1m", where
+                    else:
+                        assert window in {"5m", "1h", "$__range"}, where
+    assert checked >= 10
+
+
+def test_targets_up_shows_replicas_down() -> None:
+    """Targets up shows how many replicas are up and how many are down, the latter red from 1."""
+    panel = _panels_by_title(EXPORTER)["Targets up"]
+    down = next(t for t in panel["targets"] if "== bool 0" in t["expr"])
+    steps = _overrides(panel)[down["refId"]]["thresholds"]["steps"]
+    assert steps[-1] == {"color": "red", "value": 1}
+    assert panel["options"]["textMode"] == "value_and_name"
+
+
+@pytest.mark.parametrize(
+    ("uid", "title"),
+    [
+        (LIVE, "Cart Abandonment"),
+        (LIVE, "Shoppers"),
+        (LIVE, "Events by type (event log)"),
+        (EXPORTER, "Rejected share"),
+        (EXPORTER, "Stream subscribers"),
+        (EXPORTER, "Source up"),
+        (EXPORTER, "Source reconnects"),
+        (EXPORTER, "Since last success"),
+        (EXPORTER, "Event log lines (Loki API)"),
+        (EXPORTER, "Forwarding to Loki"),
+    ],
+)
+def test_panels_say_why_they_are_empty(uid: str, title: str) -> None:
+    """Where no data is the normal state (no pull sources, no subscribers, no carts closed
+    yet), the panel says so instead of "No data"."""
+    assert _panels_by_title(uid)[title]["fieldConfig"]["defaults"]["noValue"]
+
+
+@pytest.mark.parametrize("path", DASHBOARD_FILES, ids=lambda p: p.stem)
+def test_time_series_mark_firing_shopper_alerts(path: Path) -> None:
+    """An annotation query over ALERTS marks every firing Shopper* alert of the selected job."""
+    queries = [a for a in load_dashboard(path)["annotations"]["list"] if not a.get("builtIn")]
+    (alerts,) = queries
+    assert alerts["datasource"] == PROMETHEUS_REF
+    assert alerts["enable"] is True
+    assert alerts["expr"] == 'ALERTS{alertname=~"Shopper.*", alertstate="firing", job=~"$job"}'
+    assert "filter" not in alerts
+
+
+@pytest.mark.parametrize("path", DASHBOARD_FILES, ids=lambda p: p.stem)
+def test_dashboards_are_editable_only_if_provisioning_saves_edits(path: Path) -> None:
+    """`editable` matches the provider's allowUiUpdates: no edit mode for changes that could
+    not be saved."""
+    (provider,) = yaml.safe_load(PROVIDERS_FILE.read_text())["providers"]
+    assert load_dashboard(path)["editable"] is provider["allowUiUpdates"]
+

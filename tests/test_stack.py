@@ -22,7 +22,15 @@ from typing import Any
 
 import pytest
 import yaml
-from test_dashboards import LIVE, loki_targets, prometheus_targets, shopper_table_fields
+from test_dashboards import (
+    DASHBOARD_FILES,
+    LIVE,
+    all_panels,
+    load_dashboard,
+    loki_targets,
+    prometheus_targets,
+    shopper_table_fields,
+)
 from test_prometheus_rules import (
     CONFIG,
     RULE_FILES,
@@ -341,3 +349,37 @@ def test_event_stream_lines_name_the_type_and_the_shopper(stack: Stack) -> None:
         kind, _, rest = line.partition(" · ")
         assert kind in types, line
         assert re.fullmatch(r".+ \(.+\): .+", rest), line
+
+
+def test_alert_annotation_query_evaluates(stack: Stack) -> None:
+    """The dashboards' ALERTS annotation query is valid PromQL for this Prometheus."""
+    for path in DASHBOARD_FILES:
+        for annotation in load_dashboard(path)["annotations"]["list"]:
+            if "expr" in annotation:
+                answer = stack.promql(stack.expand(annotation["expr"]), instant=False)
+                assert answer["status"] == "success"
+
+
+def test_shopper_link_finds_that_shoppers_events(stack: Stack) -> None:
+    """The Shoppers table's link to Explore, filled in for one shopper of the table, finds that
+    shopper's events and no one else's."""
+    table = next(p for p in all_panels(load_dashboard(LIVE)) if p["title"] == "Shoppers")
+    link = next(
+        prop["value"][0]
+        for o in table["fieldConfig"]["overrides"]
+        for prop in o["properties"]
+        if prop["id"] == "links"
+    )
+    panes = json.loads(urllib.parse.parse_qs(link["url"].partition("?")[2])["panes"][0])
+    template = next(iter(panes.values()))["queries"][0]["expr"]
+    online = '{job="shopper-state", status="online"} | json'
+    shoppers = [s["stream"]["userId"] for s in stack.loki(online, limit=20)["data"]["result"]]
+    found = 0
+    for user_id in shoppers:
+        expr = template.replace("${__data.fields.userId:percentencode}", user_id)
+        answer = stack.loki(expr, limit=1000)
+        assert answer["status"] == "success"
+        lines = [json.loads(line) for s in answer["data"]["result"] for _, line in s["values"]]
+        assert {line["userId"] for line in lines} <= {user_id}
+        found += bool(lines)
+    assert found
