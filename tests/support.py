@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
 import shutil
 import signal
@@ -22,6 +23,15 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def prometheus_module(name: str) -> Any:
+    """A module of prometheus/ (the rule generator and its helpers), imported as they import
+    each other: with that directory on the path."""
+    directory = str(ROOT / "prometheus")
+    if directory not in sys.path:
+        sys.path.insert(0, directory)
+    return importlib.import_module(name)
 
 
 def free_port() -> int:

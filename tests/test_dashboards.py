@@ -18,12 +18,13 @@ from jsonschema import Draft7Validator
 from test_prometheus_rules import (
     CATALOG,
     SCRAPE_METRICS,
+    alert_rules,
     promql_metric_names,
     recording_rule_names,
     unaggregated_selectors,
 )
 
-from support import IN_CI, ROOT
+from support import IN_CI, ROOT, prometheus_module
 
 GRAFANA_DIR = ROOT / "grafana"
 DASHBOARD_FILES = sorted((GRAFANA_DIR / "dashboards").glob("*.json"))
@@ -598,3 +599,18 @@ def test_dashboards_are_editable_only_if_provisioning_saves_edits(path: Path) ->
     (provider,) = yaml.safe_load(PROVIDERS_FILE.read_text())["providers"]
     assert load_dashboard(path)["editable"] is provider["allowUiUpdates"]
 
+
+def test_alert_dashboard_links_open_existing_panels() -> None:
+    """Every alert's dashboard_url opens a dashboard and panel that exist, the one its runbook
+    names."""
+    panels = prometheus_module("mixin_alerts").PANELS
+    for rule in alert_rules():
+        url = urllib.parse.urlparse(rule["annotations"]["dashboard_url"])
+        uid = url.path.rsplit("/", 1)[1]
+        query = urllib.parse.parse_qs(url.query)
+        expected_uid, title = panels[rule["alert"]]
+        assert uid == expected_uid
+        if title:
+            (panel_id,) = query["viewPanel"]
+            by_id = {p["id"]: p["title"] for p in all_panels(load_dashboard(uid))}
+            assert by_id[int(panel_id)] == title, rule["alert"]

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from support import ROOT, require_binary
+from support import ROOT, prometheus_module, require_binary
 
 PROMETHEUS_DIR = ROOT / "prometheus"
 CONFIG = PROMETHEUS_DIR / "prometheus.yml"
@@ -190,28 +191,20 @@ def test_rule_unit_tests_pass() -> None:
     assert result.stdout.count("SUCCESS") == len(TEST_FILES)
 
 
-def test_alertmanager_config_is_valid() -> None:
-    """amtool accepts alertmanager.yml."""
-    amtool = require_binary("amtool")
-    result = subprocess.run(
-        [amtool, "check-config", str(ALERTMANAGER_CONFIG)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-
-
 def test_every_alert_has_a_firing_and_a_silent_case() -> None:
-    """Each alert has a unit test where it fires and one where it stays silent."""
+    """Each alert has a unit test where it fires and one where it stays silent: in the files of
+    prometheus/tests/ or the generated week (test_traffic_alerts.py); the Watchdog only fires."""
     firing: set[str] = set()
     silent: set[str] = set()
     for case in _unit_tests():
         for check in case.get("alert_rule_test", []):
             (firing if check.get("exp_alerts") else silent).add(check["alertname"])
+    scenarios = prometheus_module("traffic_scenarios")
+    firing |= {exp.alert for s in scenarios.SCENARIOS for exp in s.expected}
+    silent |= set(scenarios.CHECKED)
     names = {rule["alert"] for rule in alert_rules()}
     assert names - firing == set(), "alerts without a firing test"
-    assert names - silent == set(), "alerts without a silent test"
+    assert names - silent == {"Watchdog"}, "alerts without a silent test"
     assert (firing | silent) - names == set(), "tests for alerts that do not exist"
 
 
@@ -237,32 +230,125 @@ def test_required_alerts_exist() -> None:
         "ShopperIngestRejectsHigh",
         "ShopperExporterDown",
         "ShopperStreamDropping",
+        "Watchdog",
     }
 
 
 @pytest.mark.parametrize("rule", alert_rules(), ids=lambda rule: rule["alert"])
 def test_alert_follows_mixin_style(rule: dict[str, Any]) -> None:
-    """An alert is CamelCase with the Shopper prefix, has severity, summary, description and for."""
+    """An alert is CamelCase with the Shopper prefix (or the Watchdog), has severity, summary,
+    a description naming its job, a runbook and a dashboard link, and `for`."""
+    annotations = rule["annotations"]
+    assert set(annotations) == {"summary", "description", "runbook_url", "dashboard_url"}
+    assert annotations["summary"].endswith(".")
+    assert annotations["runbook_url"] == f"docs/runbooks.md#{rule['alert'].lower()}"
+    assert annotations["dashboard_url"].startswith("http://localhost:3000/d/")
+    assert re.fullmatch(r"\d+[smh]", rule["for"])
+    if rule["alert"] == "Watchdog":
+        assert rule["labels"] == {"severity": "none"}
+        assert rule["expr"].strip() == "vector(1)"
+        return
     assert re.fullmatch(r"Shopper(?:[A-Z][a-z]+)+", rule["alert"])
     assert rule["labels"]["severity"] in {"critical", "warning", "info"}
-    assert rule["annotations"]["summary"].endswith(".")
-    assert "{{ $labels.job }}" in rule["annotations"]["description"]
-    assert re.fullmatch(r"\d+[smh]", rule["for"])
+    assert "{{ $labels.job }}" in annotations["description"]
+    assert "job=" in annotations["dashboard_url"]
+
+
+RUNBOOKS = ROOT / "docs" / "runbooks.md"
+
+
+def _runbook_sections() -> dict[str, str]:
+    """`## Heading` → its text, of docs/runbooks.md."""
+    parts = re.split(r"^## (\S+)\n", RUNBOOKS.read_text(), flags=re.MULTILINE)
+    return dict(zip(parts[1::2], parts[2::2], strict=True))
+
+
+@pytest.mark.parametrize("rule", alert_rules(), ids=lambda rule: rule["alert"])
+def test_every_alert_has_a_runbook_section(rule: dict[str, Any]) -> None:
+    """docs/runbooks.md has a section per alert (its runbook_url anchor): what it means, first
+    checks, and the dashboard panel its dashboard_url opens."""
+    sections = _runbook_sections()
+    name = rule["alert"]
+    assert rule["annotations"]["runbook_url"].endswith("#" + name.lower())
+    text = sections[name]
+    assert "**What it means.**" in text
+    assert "**First checks.**" in text
+    uid, title = prometheus_module("mixin_alerts").PANELS[name]
+    dashboard = {
+        "live-shopper-metrics": "Live Shopper Metrics",
+        "shopper-exporter": "Shopper Exporter",
+    }[uid]
+    assert f"**Dashboard:** {dashboard}{' → ' + title if title else ''}" in text
+    assert set(sections) == {r["alert"] for r in alert_rules()}
+
+
+# Alerts that read raw series: per-instance facts no recording rule (summed by job) keeps, and
+# the Watchdog, which reads nothing.
+RAW_ALERTS = {"ShopperIngestStalled", "ShopperExporterDown", "Watchdog"}
+
+
+@pytest.mark.parametrize("rule", alert_rules(), ids=lambda rule: rule["alert"])
+def test_alerts_reuse_the_recording_rules(rule: dict[str, Any]) -> None:
+    """Every alert but the per-instance ones reads recorded series only."""
+    names = promql_metric_names(rule["expr"])
+    if rule["alert"] in RAW_ALERTS:
+        return
+    assert names
+    assert names <= recording_rule_names(), names - recording_rule_names()
+
+
+def test_committed_rules_match_their_generator() -> None:
+    """prometheus/build_rules.py reproduces the committed rule files exactly."""
+    result = subprocess.run(
+        [sys.executable, str(PROMETHEUS_DIR / "build_rules.py"), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_job_selector_is_one_setting() -> None:
+    """Generated with another job selector, every selector of every rule carries it and the
+    default job appears nowhere in an expression."""
+    build_rules = prometheus_module("build_rules")
+    config = prometheus_module("mixin_config").MixinConfig(job_selector='job="grocery"')
+    selectors = 0
+    for text in build_rules.rule_files(config).values():
+        for group in yaml.safe_load(text)["groups"]:
+            for rule in group["rules"]:
+                assert "shopper-exporter" not in rule["expr"]
+                for name in promql_metric_names(rule["expr"]) - recording_rule_names():
+                    for match in re.finditer(rf"{name}(\{{[^}}]*\}})?", rule["expr"]):
+                        assert (match.group(1) or "").startswith('{job="grocery"'), match.group()
+                        selectors += 1
+    assert selectors >= 30
+
+
+def test_traffic_rates_leave_out_alert_events() -> None:
+    """The traffic the spike and drop alerts judge excludes `alert` events, which Alertmanager
+    posts back to the exporter."""
+    rules = {r.get("record"): r["expr"] for r in load_rules() if "record" in r}
+    for name in ("job:shopper_events:rate5m", "job:shopper_events:rate30m"):
+        assert 'event!="alert"' in rules[name]
 
 
 @pytest.mark.parametrize("rule", load_rules(), ids=lambda rule: rule.get("record") or rule["alert"])
 def test_rule_aggregates_replicas(rule: dict[str, Any]) -> None:
-    """Every rule expression aggregates by job so that N exporter replicas read as one."""
-    assert re.search(r"\b(?:sum|max) by \(job[,)]", rule["expr"]), rule["expr"]
+    """Every recording rule aggregates by job, and every rule reads exporter series only through
+    sum/max/min, so that N exporter replicas read as one."""
+    if "record" in rule:
+        assert re.search(r"\b(?:sum|max|min|count) by \(job[,)]", rule["expr"]), rule["expr"]
     assert unaggregated_selectors(rule["expr"]) == []
 
 
 @pytest.mark.parametrize("rule", load_rules(), ids=lambda rule: rule.get("record") or rule["alert"])
 def test_rule_uses_only_catalog_metrics(rule: dict[str, Any]) -> None:
-    """A rule reads only metrics of the exporter's catalog and Prometheus' `up`."""
+    """A rule reads only metrics of the exporter's catalog, Prometheus' `up` and recorded
+    series (the Watchdog reads nothing)."""
     names = promql_metric_names(rule["expr"])
-    assert names
-    assert names - CATALOG - SCRAPE_METRICS == set()
+    assert names or rule.get("alert") == "Watchdog"
+    assert names - CATALOG - SCRAPE_METRICS - recording_rule_names() == set()
 
 
 def test_recording_rules_are_named_level_metric_operation() -> None:
@@ -274,9 +360,12 @@ def test_recording_rules_are_named_level_metric_operation() -> None:
         assert metric.startswith("shopper_"), rule["record"]
         assert not metric.endswith("_total"), rule["record"]
         assert re.fullmatch(r"[a-z0-9_]+", operation), rule["record"]
-        kept = re.search(r"sum by \(([^)]*)\)", rule["expr"])
+        kept = re.search(r"(?:sum|max|min) by \(([^)]*)\)", rule["expr"])
         assert kept is not None
-        assert level == "_".join(label.strip() for label in kept.group(1).split(","))
+        labels = [label.strip() for label in kept.group(1).split(",")]
+        # label_replace(..., "ago", ...) adds a label the level names too.
+        labels += sorted(set(re.findall(r'label_replace\([^"]*"(\w+)"', rule["expr"])))
+        assert level == "_".join(labels), rule["record"]
 
 
 def test_unaggregated_selectors_finds_bare_metrics() -> None:
