@@ -146,6 +146,26 @@ def test_alertmanager_mounts_its_config() -> None:
     )
 
 
+def test_alertmanager_gets_the_exporters_write_token() -> None:
+    """Alertmanager receives SHOPPER_WRITE_TOKEN and writes it, before starting, to the file its
+    config reads the exporter webhook's token from."""
+    service = _service("alertmanager")
+    assert service["environment"]["SHOPPER_WRITE_TOKEN"] == os.environ.get(
+        "SHOPPER_WRITE_TOKEN", ""
+    )
+    shell, flag, script, *_ = service["entrypoint"]
+    assert (shell, flag) == ("/bin/sh", "-c")
+    config = yaml.safe_load((ROOT / "prometheus" / "alertmanager.yml").read_text())
+    (exporter,) = next(r for r in config["receivers"] if r["name"] == "shopper-exporter")[
+        "webhook_configs"
+    ]
+    token_file = exporter["http_config"]["authorization"]["credentials_file"]
+    # docker-compose config prints `$$` for a literal `$`.
+    assert f'printf %s "$$SHOPPER_WRITE_TOKEN" > {token_file}' in script
+    assert script.endswith('exec /bin/alertmanager "$$@"')
+    assert "--config.file=/etc/alertmanager/alertmanager.yml" in service["command"]
+
+
 def test_grafana_provisioning_dashboards_and_anonymous_access() -> None:
     """Grafana mounts its config read-only and opens the product dashboard to anonymous viewers."""
     grafana = _service("grafana")
