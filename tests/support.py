@@ -34,6 +34,13 @@ def prometheus_module(name: str) -> Any:
     return importlib.import_module(name)
 
 
+def generator_check(script: Path) -> subprocess.CompletedProcess[str]:
+    """`python script --check`: whether the files a generator writes are as it would write them."""
+    return subprocess.run(
+        [sys.executable, str(script), "--check"], capture_output=True, text=True, timeout=60
+    )
+
+
 def free_port() -> int:
     """A TCP port on loopback that nothing listens on right now."""
     with socket.socket() as s:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 import urllib.parse
 from collections.abc import Iterator
 from functools import cache
@@ -24,7 +22,7 @@ from test_prometheus_rules import (
     unaggregated_selectors,
 )
 
-from support import IN_CI, ROOT, prometheus_module
+from support import IN_CI, ROOT, generator_check, prometheus_module
 
 GRAFANA_DIR = ROOT / "grafana"
 DASHBOARD_FILES = sorted((GRAFANA_DIR / "dashboards").glob("*.json"))
@@ -127,12 +125,7 @@ def test_dashboards_exist() -> None:
 
 def test_committed_dashboards_match_their_source() -> None:
     """grafana/build_dashboards.py reproduces the committed JSON exactly."""
-    result = subprocess.run(
-        [sys.executable, str(GRAFANA_DIR / "build_dashboards.py"), "--check"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = generator_check(GRAFANA_DIR / "build_dashboards.py")
     assert result.returncode == 0, result.stdout + result.stderr
 
 

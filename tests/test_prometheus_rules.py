@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from support import ROOT, prometheus_module, require_binary
+from support import ROOT, generator_check, prometheus_module, require_binary
 
 PROMETHEUS_DIR = ROOT / "prometheus"
 CONFIG = PROMETHEUS_DIR / "prometheus.yml"
@@ -299,12 +298,7 @@ def test_alerts_reuse_the_recording_rules(rule: dict[str, Any]) -> None:
 
 def test_committed_rules_match_their_generator() -> None:
     """prometheus/build_rules.py reproduces the committed rule files exactly."""
-    result = subprocess.run(
-        [sys.executable, str(PROMETHEUS_DIR / "build_rules.py"), "--check"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = generator_check(PROMETHEUS_DIR / "build_rules.py")
     assert result.returncode == 0, result.stdout + result.stderr
 
 
