@@ -318,3 +318,11 @@ export declare function recordsOf(body: unknown): { metrics: UserMetric[]; event
 
 /** A summary with the brief's names added. */
 export declare function withBriefNames(summary: MetricsSummary): LiveMetrics;
+
+/**
+ * The shard (0 to count - 1) that owns `userId` among `count` exporters: jump consistent hash of
+ * the 64-bit FNV-1a hash of its UTF-8 bytes, the same function as the exporter's `shard_of`.
+ * Throws a TypeError for a userId that is not a string, a RangeError for a count that is not an
+ * integer from 1 to 2^31 - 1.
+ */
+export declare function shardOf(userId: string, count: number): number;

@@ -62,6 +62,38 @@ function utf8Length(text) {
   return /^[\x00-\x7f]*$/.test(text) ? text.length : encoder.encode(text).length;
 }
 
+const FNV_OFFSET_BASIS = 0xcbf29ce484222325n;
+const FNV_PRIME = 0x100000001b3n;
+const JUMP_MULTIPLIER = 2862933555777941757n;
+const MAX_SHARDS = 2 ** 31 - 1; // the jump hash is defined for a 32-bit signed bucket count
+
+/**
+ * The shard (0 to count - 1) that owns `userId`: Lamping and Veach's jump consistent hash of the
+ * 64-bit FNV-1a hash of its UTF-8 bytes. The exporter's `exporter.sharding.shard_of` is the same
+ * function, checked against the same test vectors.
+ */
+export function shardOf(userId, count) {
+  if (typeof userId !== 'string') {
+    throw new TypeError(`userId must be a string, got ${typeof userId}`);
+  }
+  if (!Number.isInteger(count) || count < 1 || count > MAX_SHARDS) {
+    throw new RangeError(`shard count must be an integer between 1 and ${MAX_SHARDS}, got ${count}`);
+  }
+  let key = FNV_OFFSET_BASIS;
+  for (const byte of encoder.encode(userId)) {
+    key = BigInt.asUintN(64, (key ^ BigInt(byte)) * FNV_PRIME);
+  }
+  let bucket = -1;
+  let jump = 0;
+  while (jump < count) {
+    bucket = jump;
+    key = BigInt.asUintN(64, key * JUMP_MULTIPLIER + 1n);
+    // In doubles, as the paper's C does (exact: key >> 33 has 31 bits), so both ends agree.
+    jump = Math.floor((bucket + 1) * (2 ** 31 / (Number(key >> 33n) + 1)));
+  }
+  return bucket;
+}
+
 function safely(callback, ...args) {
   try {
     callback(...args);
