@@ -21,7 +21,8 @@ from exporter.events import KNOWN_TYPES
 from exporter.ingest import TRANSPORTS, Ingestor
 from exporter.labels import OTHER
 from exporter.status import ServiceStatus
-from exporter.store import FUNNEL_STAGES, Histogram, ShopperStore
+from exporter.store import ShopperStore
+from exporter.tallies import FUNNEL_STAGES, Histogram
 
 KNOWN_REJECT_REASONS = ("invalid", "not_json", "too_large", "batch_too_large")
 # Every event type a shop can see is exported from the start, at 0 until it happens: a series

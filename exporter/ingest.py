@@ -30,7 +30,8 @@ from exporter.model import (
 )
 from exporter.privacy import Pseudonyms
 from exporter.settings import Settings
-from exporter.store import ShopperStore, glimpse, view_of
+from exporter.store import ShopperStore
+from exporter.views import glimpse, view_of
 
 TRANSPORTS = ("http", "ws", "sse", "poll", "loki", "demo")
 MAX_LINE = 1000

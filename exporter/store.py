@@ -12,8 +12,6 @@ import operator
 import re
 from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, Final
 
 from exporter import events as ev
@@ -21,203 +19,14 @@ from exporter.events import ShoppingEvent
 from exporter.labels import OTHER, UNKNOWN, LabelCap
 from exporter.model import ShopperEventIn, ShopperUpdate, epoch
 from exporter.settings import Settings
+from exporter.shopper import NO_TIME
+from exporter.shopper import Shopper as Shopper  # where readers of the store import it from
+from exporter.tallies import FUNNEL_STAGES, Aggregates, Counters, Recent
+from exporter.views import glimpse, iso_time, view_of
 
-SESSION_BUCKETS: Final = (
-    30.0,
-    60.0,
-    120.0,
-    300.0,
-    600.0,
-    900.0,
-    1200.0,
-    1800.0,
-    2700.0,
-    3600.0,
-    5400.0,
-    7200.0,
-)
-ORDER_VALUE_BUCKETS: Final = (10.0, 25.0, 50.0, 75.0, 100.0, 150.0, 200.0, 300.0, 500.0)
-FUNNEL_STAGES: Final = ("browsing", "cart", "checkout", "order")
 _BROWSING, _CART, _CHECKOUT, _ORDER = 1, 2, 4, 8
 _STAGE_BITS: Final = dict(zip(FUNNEL_STAGES, (_BROWSING, _CART, _CHECKOUT, _ORDER), strict=True))
 CHECKOUT_ACTIVITY: Final = "checkout"
-
-
-class Histogram:
-    """Cumulative buckets, a sum and a count: what Prometheus needs to compute quantiles."""
-
-    __slots__ = ("bounds", "count", "counts", "total")
-
-    def __init__(self, bounds: tuple[float, ...]) -> None:
-        self.bounds = bounds
-        self.counts = [0] * len(bounds)
-        self.count = 0
-        self.total = 0.0
-
-    def observe(self, value: float) -> None:
-        for i, bound in enumerate(self.bounds):
-            if value <= bound:
-                self.counts[i] += 1
-        self.count += 1
-        self.total += value
-
-    def state(self) -> list[Any]:
-        """[counts, count, total], for snapshots."""
-        return [list(self.counts), self.count, self.total]
-
-    def restore(self, state: list[Any]) -> None:
-        counts, self.count, self.total = state
-        if len(counts) == len(self.bounds):
-            self.counts = [int(n) for n in counts]
-
-    def buckets(self) -> list[tuple[str, int]]:
-        """(le, cumulative count) pairs ending with +Inf."""
-        pairs = [(_le(b), c) for b, c in zip(self.bounds, self.counts, strict=True)]
-        pairs.append(("+Inf", self.count))
-        return pairs
-
-
-def _le(bound: float) -> str:
-    return str(int(bound)) if bound.is_integer() else str(bound)
-
-
-class Recent:
-    """Counts over a sliding window in fixed buckets (e.g. orders in the last hour by minute)."""
-
-    __slots__ = ("_slots", "_stamps", "width")
-
-    def __init__(self, buckets: int, width: float) -> None:
-        self.width = width
-        self._slots = [0.0] * buckets
-        self._stamps = [-1] * buckets
-
-    def add(self, now: float, amount: float = 1.0) -> None:
-        tick = int(now // self.width)
-        i = tick % len(self._slots)
-        if self._stamps[i] != tick:
-            self._stamps[i], self._slots[i] = tick, 0.0
-        self._slots[i] += amount
-
-    def state(self) -> list[list[float]]:
-        """[values, stamps], for snapshots."""
-        return [list(self._slots), [float(t) for t in self._stamps]]
-
-    def restore(self, state: list[list[float]]) -> None:
-        values, stamps = state
-        if len(values) == len(self._slots) == len(stamps):
-            self._slots = [float(v) for v in values]
-            self._stamps = [int(t) for t in stamps]
-
-    def total(self, now: float) -> float:
-        oldest = int(now // self.width) - len(self._slots) + 1
-        return sum(v for v, t in zip(self._slots, self._stamps, strict=True) if t >= oldest)
-
-
-_NO_TIME: Final[Mapping[str, float]] = {}
-"""No minutes recorded: shared by every shopper without any, and never written to."""
-
-
-class Shopper:
-    """One shopper's state; slots only, and label-like strings shared through the label caps."""
-
-    __slots__ = (
-        "activity",
-        "cart_open",
-        "cart_value",
-        "clicks",
-        "coupons",
-        "dashboards_viewed",
-        "delivery_window",
-        "events_triggered",
-        "feature_time",
-        "features_used",
-        "fingerprint",
-        "is_active",
-        "items_in_cart",
-        "last_action",
-        "last_action_time",
-        "last_order_at",
-        "last_order_id",
-        "location",
-        "membership",
-        "online",
-        "page_views",
-        "products_viewed",
-        "queries_run",
-        "received",
-        "reports_created",
-        "scroll_depth",
-        "searches",
-        "session_seconds",
-        "session_started",
-        "stages",
-        "timestamp",
-        "user_id",
-        "user_name",
-    )
-
-    def __init__(self, user_id: str) -> None:
-        self.user_id = user_id
-        self.user_name = user_id
-        self.location = self.membership = self.delivery_window = self.activity = ""
-        self.features_used: tuple[str, ...] = ()
-        self.feature_time: Mapping[str, float] = _NO_TIME
-        """Minutes per activity this session; never changed in place (replaced by each update),
-        so live frames can hold it as a snapshot."""
-        self.last_action = ""
-        self.last_action_time: float | None = None
-        self.timestamp = self.received = self.session_started = self.session_seconds = 0.0
-        self.page_views = self.clicks = self.products_viewed = self.searches = self.coupons = 0
-        self.events_triggered = self.queries_run = self.reports_created = self.dashboards_viewed = 0
-        self.scroll_depth = 0.0
-        self.cart_value = 0.0
-        self.items_in_cart = 0
-        self.is_active = self.online = self.cart_open = False
-        self.stages = 0
-        self.fingerprint = 0
-        self.last_order_at = -math.inf
-        self.last_order_id: str | None = None
-
-
-@dataclass(slots=True)
-class Aggregates:
-    """Sums over online shoppers, adjusted on every change."""
-
-    active: int = 0
-    carts: int = 0
-    cart_items: int = 0
-    cart_cents: int = 0
-    session_ms: int = 0
-    by_activity: dict[str, int] = field(default_factory=dict)
-    by_membership: dict[str, int] = field(default_factory=dict)
-    by_delivery_window: dict[str, int] = field(default_factory=dict)
-    by_location: dict[str, int] = field(default_factory=dict)
-
-
-@dataclass(slots=True)
-class Counters:
-    """Monotonic totals since start: what Prometheus turns into rates."""
-
-    page_views: int = 0
-    clicks: int = 0
-    product_views: int = 0
-    searches: int = 0
-    coupons_applied: int = 0
-    cart_items_added: int = 0
-    cart_items_removed: int = 0
-    orders: int = 0
-    order_value: float = 0.0
-    abandonments: int = 0
-    abandoned_value: float = 0.0
-    sessions_started: int = 0
-    sessions_ended: int = 0
-    stale: int = 0
-    duplicate: int = 0
-    events: dict[str, int] = field(default_factory=dict)
-    activity_seconds: dict[str, float] = field(default_factory=dict)
-    funnel: dict[str, int] = field(default_factory=lambda: dict.fromkeys(FUNNEL_STAGES, 0))
-    session_duration: Histogram = field(default_factory=lambda: Histogram(SESSION_BUCKETS))
-    order_value_hist: Histogram = field(default_factory=lambda: Histogram(ORDER_VALUE_BUCKETS))
 
 
 _Share = tuple[str, str, str, str, int, int, int]
@@ -227,35 +36,6 @@ items, cart cents."""
 
 def _cents(dollars: float) -> int:
     return round(dollars * 100)
-
-
-_SECOND_TEXT: dict[int, str] = {}
-"""ISO text of whole seconds already formatted: a shopper's view holds four times, mostly within
-the same few seconds, and isoformat costs several times the lookup."""
-
-
-def _iso(moment: float | None) -> str | None:
-    """UTC ISO 8601 with milliseconds, as datetime.isoformat(timespec="milliseconds") gives."""
-    if moment is None or not math.isfinite(moment):
-        return None
-    # Split and round the way datetime.fromtimestamp does (fraction to microseconds, half even).
-    fraction, whole_seconds = math.modf(moment)
-    micro = round(fraction * 1e6)
-    whole = int(whole_seconds)
-    if micro >= 1_000_000:
-        whole, micro = whole + 1, micro - 1_000_000
-    elif micro < 0:
-        whole, micro = whole - 1, micro + 1_000_000
-    prefix = _SECOND_TEXT.get(whole)
-    if prefix is None:
-        try:
-            prefix = datetime.fromtimestamp(whole, UTC).isoformat()[:19]
-        except (OverflowError, OSError, ValueError):
-            return None
-        if len(_SECOND_TEXT) >= 4096:
-            _SECOND_TEXT.clear()
-        _SECOND_TEXT[whole] = prefix
-    return f"{prefix}.{micro // 1000:03d}+00:00"
 
 
 def _given_or_stored(cart_value: float | None, shopper: Shopper | None) -> float:
@@ -342,99 +122,6 @@ _fingerprint_fields = operator.itemgetter(
 )
 """What tells a repeated update from a new one with the same timestamp; taken from the model's
 field dict in C (pydantic attribute access costs several times a plain one)."""
-
-
-def glimpse(shopper: Shopper) -> tuple[Any, ...]:
-    """What a shopper's view shows, as a tuple. As good as a copy: every field holds a str,
-    number, bool, None, tuple or a featureTime mapping that updates replace and never change in
-    place, so a live frame can keep it and render the view at publish time later."""
-    # Plain attribute reads, not operator.attrgetter: the interpreter specialises them for
-    # slots, which takes half the time of attrgetter's generic lookups (taken per update).
-    return (
-        shopper.user_id,
-        shopper.user_name,
-        shopper.location,
-        shopper.membership,
-        shopper.delivery_window,
-        shopper.activity,
-        shopper.features_used,
-        shopper.feature_time,
-        shopper.online,
-        shopper.is_active,
-        shopper.session_seconds,
-        shopper.session_started,
-        shopper.cart_value,
-        shopper.items_in_cart,
-        shopper.page_views,
-        shopper.clicks,
-        shopper.scroll_depth,
-        shopper.products_viewed,
-        shopper.searches,
-        shopper.coupons,
-        shopper.events_triggered,
-        shopper.last_action,
-        shopper.last_action_time,
-        shopper.timestamp,
-        shopper.received,
-    )
-
-
-def view_of(glimpsed: tuple[Any, ...]) -> dict[str, Any]:
-    """The public JSON form of a shopper from its `glimpse` (never an email: none is kept)."""
-    (
-        user_id,
-        user_name,
-        location,
-        membership,
-        delivery_window,
-        activity,
-        features_used,
-        feature_time,
-        online,
-        is_active,
-        session_seconds,
-        session_started,
-        cart_value,
-        items_in_cart,
-        page_views,
-        clicks,
-        scroll_depth,
-        products_viewed,
-        searches,
-        coupons,
-        events_triggered,
-        last_action,
-        last_action_time,
-        timestamp,
-        received,
-    ) = glimpsed
-    return {
-        "userId": user_id,
-        "userName": user_name,
-        "location": location,
-        "membershipType": membership,
-        "deliveryWindow": delivery_window,
-        "activeFeature": activity,
-        "featuresUsed": list(features_used),
-        "featureTime": dict(feature_time),
-        "online": online,
-        "isActive": is_active,
-        "sessionSeconds": round(session_seconds, 1),
-        "sessionStartedAt": _iso(session_started or None),
-        "cartValue": round(cart_value, 2),
-        "itemsInCart": items_in_cart,
-        "pageViews": page_views,
-        "clickCount": clicks,
-        "scrollDepth": scroll_depth,
-        "productsViewed": products_viewed,
-        "searchesPerformed": searches,
-        "couponsApplied": coupons,
-        "eventsTriggered": events_triggered,
-        "lastAction": last_action,
-        "lastActionTime": _iso(last_action_time),
-        "timestamp": _iso(timestamp),
-        "lastSeen": _iso(received),
-    }
 
 
 _ZERO = Shopper("")
@@ -762,7 +449,7 @@ class ShopperStore:
         ) = _progress_fields(update.__dict__)
         old_time = old.feature_time
         if not feature_time:
-            new_time: Mapping[str, float] = _NO_TIME
+            new_time: Mapping[str, float] = NO_TIME
         elif feature_time == old_time:
             new_time = old_time
         else:
@@ -792,7 +479,7 @@ class ShopperStore:
         c.coupons_applied += progress[2]
         if new_time is not old_time or restarted:
             seconds = c.activity_seconds
-            old_base = _NO_TIME if restarted else old_time
+            old_base = NO_TIME if restarted else old_time
             for name, spent in new_time.items():
                 delta = spent - old_base.get(name, 0.0)
                 if delta > 0:
@@ -1078,7 +765,7 @@ class ShopperStore:
             for name, n in distribution
         ]
         return {
-            "time": _iso(now),
+            "time": iso_time(now),
             "activeShoppers": active,
             "trackedShoppers": len(self._shoppers),
             "activeCarts": agg.carts,

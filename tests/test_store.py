@@ -13,7 +13,7 @@ from exporter.events import ShoppingEvent
 from exporter.model import ShopperEventIn, ShopperUpdate
 from exporter.settings import Settings
 from exporter.store import ShopperStore
-from exporter.store import _iso as view_time
+from exporter.views import iso_time as view_time
 
 T0 = 1_800_000_000.0
 

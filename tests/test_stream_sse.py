@@ -20,7 +20,8 @@ from exporter.ingest import Ingestor
 from exporter.keys import EVENT_LOG, HUB, INGESTOR, STATUS, STORE
 from exporter.settings import Settings
 from exporter.sources.sse import SseEvent, SseParser
-from exporter.store import ShopperStore, view_of
+from exporter.store import ShopperStore
+from exporter.views import view_of
 
 from support import async_wait_until, iso, shopper
 
