@@ -17,6 +17,7 @@ class Shopper:
         "activity",
         "cart_open",
         "cart_value",
+        "changed",
         "clicks",
         "coupons",
         "dashboards_viewed",
@@ -30,14 +31,15 @@ class Shopper:
         "last_action",
         "last_action_time",
         "last_order_at",
-        "last_order_id",
         "location",
         "membership",
         "online",
+        "order_ids",
         "page_views",
         "products_viewed",
         "queries_run",
         "received",
+        "reported",
         "reports_created",
         "scroll_depth",
         "searches",
@@ -69,4 +71,11 @@ class Shopper:
         self.stages = 0
         self.fingerprint = 0
         self.last_order_at = -math.inf
-        self.last_order_id: str | None = None
+        self.order_ids: tuple[str, ...] = ()
+        """Ids of the last few counted orders (exporter.orders)."""
+        self.reported: tuple[int, int, int, int, int, int] | None = None
+        """How this session's explicit product_viewed / search / coupon_applied events stand
+        against the updates' totals (exporter.reported); None until the first such event."""
+        self.changed = 0
+        """Event-log id as of the shopper's last change: a resuming reader gets the state of
+        every shopper changed since the id it resumes from."""

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import math
 import operator
-import re
 from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any, Final
 
 from exporter import events as ev
+from exporter import outcomes, reported
+from exporter.capacity import Capacity
 from exporter.events import ShoppingEvent
 from exporter.labels import OTHER, UNKNOWN, LabelCap
 from exporter.model import ShopperEventIn, ShopperUpdate, epoch
+from exporter.orders import OrderRules
+from exporter.outcomes import Unapplied
 from exporter.settings import Settings
 from exporter.shopper import NO_TIME
 from exporter.shopper import Shopper as Shopper  # where readers of the store import it from
@@ -27,6 +30,8 @@ from exporter.views import glimpse, iso_time, view_of
 _BROWSING, _CART, _CHECKOUT, _ORDER = 1, 2, 4, 8
 _STAGE_BITS: Final = dict(zip(FUNNEL_STAGES, (_BROWSING, _CART, _CHECKOUT, _ORDER), strict=True))
 CHECKOUT_ACTIVITY: Final = "checkout"
+CHECKOUT_FEATURE: Final = "Checkout"
+"""The activity an explicit checkout_started moves a shopper to, as the brief spells it."""
 
 
 _Share = tuple[str, str, str, str, int, int, int]
@@ -137,11 +142,12 @@ class ShopperStore:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        # One regex instead of a loop over phrases: it runs on every update's lastAction.
-        self._order_phrase = re.compile("|".join(map(re.escape, settings.order_phrases)) or "(?!)")
+        self.orders = OrderRules(settings.order_phrases)
         # Both orders are by last arrival, so expiry only ever looks at the front.
         self._shoppers: OrderedDict[str, Shopper] = OrderedDict()
         self._online: OrderedDict[str, Shopper] = OrderedDict()
+        self.capacity = Capacity(settings.max_shoppers)
+        self._skew = settings.max_clock_skew
         self.aggregates = Aggregates()
         self.counters = Counters()
         cap = settings.label_cap
@@ -183,22 +189,32 @@ class ShopperStore:
 
     # ----- writing -----------------------------------------------------------------------
 
-    def apply(self, update: ShopperUpdate, now: float) -> list[ShoppingEvent] | None:
-        """Fold one update in; the events it implies, or None when it was stale or a duplicate."""
-        at = epoch(update.timestamp)
+    def apply(
+        self, update: ShopperUpdate, now: float, at: float | None = None
+    ) -> list[ShoppingEvent] | Unapplied:
+        """Fold one update in: the events it implies, or why it changed nothing.
+
+        `at` is the update's time in epoch seconds, if the caller has it already.
+        """
+        if at is None:
+            at = epoch(update.timestamp)
         fingerprint = hash(_fingerprint_fields(update.__dict__))
         shopper = self._shoppers.get(update.user_id)
         if shopper is not None:
-            if at < shopper.timestamp:
+            if at < shopper.timestamp and shopper.timestamp <= now + self._skew:
                 self.counters.stale += 1
-                return None
+                return outcomes.stale(at, shopper.timestamp)
+            # (A stored time beyond the clock-skew limit came from before that rule: it yields.)
             if at == shopper.timestamp and fingerprint == shopper.fingerprint:
                 self.counters.duplicate += 1
-                return None
+                return outcomes.duplicate("the same update (timestamp and content) again")
             held = self._share(shopper)
             self._shoppers.move_to_end(update.user_id)
             first_sight = False
         else:
+            if self.capacity.full(len(self._shoppers)) and not self._make_room():
+                self.capacity.refused += 1
+                return outcomes.no_room(self.capacity.limit)
             shopper = Shopper(update.user_id)
             self._shoppers[update.user_id] = shopper
             held = None
@@ -232,6 +248,10 @@ class ShopperStore:
         if shopper.online:
             self._online[shopper.user_id] = shopper
             self._online.move_to_end(shopper.user_id)
+            if held is None:
+                self.capacity.back(shopper.user_id)
+        else:
+            self.capacity.left(shopper)
         self._move_share(held, self._share(shopper))
         if out:
             # Inline of _count: every derived event has a known type.
@@ -241,10 +261,27 @@ class ShopperStore:
             self.events_recent.add(now, len(out))
         return out
 
-    def apply_event(self, event: ShopperEventIn, now: float) -> list[ShoppingEvent]:
-        """Record an explicit event; orders, abandonments and cart moves count like derived ones."""
-        at = epoch(event.timestamp)
+    def apply_event(
+        self, event: ShopperEventIn, now: float, at: float | None = None
+    ) -> list[ShoppingEvent] | Unapplied:
+        """Record an explicit event; it moves the shopper's state as the action itself would.
+
+        Orders, abandonments and cart moves count like derived ones. An order already counted,
+        or an action an update already reported, is a duplicate: nothing changes.
+        """
+        if at is None:
+            at = epoch(event.timestamp)
         shopper = self._shoppers.get(event.user_id)
+        kind = event.type
+        if kind == ev.ORDER_COMPLETED and not self.orders.is_new(shopper, at, event.order_id):
+            self.counters.duplicate += 1
+            return outcomes.duplicate("this order was counted already")
+        if kind in reported.KINDS:
+            if shopper is not None and not reported.take_event(shopper, kind, at):
+                self.counters.duplicate += 1
+                field = reported.FIELDS[reported.KINDS[kind]]
+                return outcomes.duplicate(f"already counted: an update's {field} included it")
+            self._count_reported(kind)
         props: dict[str, Any] = {}
         if shopper is not None:
             props.update(_context(shopper))
@@ -253,31 +290,73 @@ class ShopperStore:
         ).items():
             props[key] = value
         name = event.user_name or (shopper.user_name if shopper else event.user_id)
-        happened = ShoppingEvent(event.type, event.user_id, name, at, props)
+        happened = ShoppingEvent(kind, event.user_id, name, at, props)
         follow: list[ShoppingEvent] = []
-        kind = event.type
+        if shopper is not None:
+            self._seen(shopper, now)
+            self._withdraw(shopper)
         if kind == ev.ORDER_COMPLETED:
-            if self._is_new_order(shopper, at, event.order_id):
-                value = event.order_value
-                if value is None:
-                    value = _given_or_stored(event.cart_value, shopper)
-                self._count_order(shopper, value, at, now, event.order_id)
+            value = event.order_value
+            if value is None:
+                value = _given_or_stored(event.cart_value, shopper)
+            self._count_order(shopper, value, at, now, event.order_id)
+            if shopper is not None:
+                # The cart was bought: nothing is left in it to add, remove or abandon.
+                shopper.items_in_cart, shopper.cart_value = 0, 0.0
         elif kind == ev.CART_ABANDONED:
             self._count_abandonment(_given_or_stored(event.cart_value, shopper), now)
             if shopper is not None:
                 shopper.cart_open = False
         elif kind in (ev.CART_ADD, ev.CART_REMOVE):
             self._apply_cart_event(shopper, event)
-        elif kind == ev.CHECKOUT_STARTED and shopper is not None:
+        elif shopper is None:
+            pass
+        elif kind == ev.CHECKOUT_STARTED:
+            shopper.activity = self.labels["activity"](event.activity or CHECKOUT_FEATURE)
             self._reach(shopper, _CHECKOUT)
-        elif kind == ev.SESSION_ENDED and shopper is not None and shopper.online:
-            self._withdraw(shopper)
+        elif kind == ev.DELIVERY_SCHEDULED and event.delivery_window:
+            shopper.delivery_window = self.labels["delivery_window"](event.delivery_window)
+        elif kind == ev.SESSION_ENDED and shopper.online:
             self._end_session(shopper, event.reason or "ended", at, follow, announce=False)
+            self.capacity.left(shopper)
+        if shopper is not None:
             self._deposit(shopper)
         happened_all = [happened, *follow]
         self._count(happened_all, now)
         self.last_update = now
         return happened_all
+
+    def _seen(self, shopper: Shopper, now: float) -> None:
+        """An explicit event of a tracked shopper: seen now, like an update would be."""
+        user_id = shopper.user_id
+        shopper.received = now
+        self._shoppers.move_to_end(user_id)
+        if shopper.online:
+            self._online.move_to_end(user_id)
+        else:
+            self.capacity.left(shopper)
+
+    def _count_reported(self, kind: str) -> None:
+        c = self.counters
+        if kind == ev.PRODUCT_VIEWED:
+            c.product_views += 1
+        elif kind == ev.SEARCH:
+            c.searches += 1
+        else:
+            c.coupons_applied += 1
+
+    def changed_since(self, changed: int) -> list[Shopper]:
+        """Shoppers whose `changed` is at least this, in the order they changed."""
+        found: list[Shopper] = []
+        shoppers = self._shoppers
+        # Every change moves its shopper to the back and raises `changed`: read from the back.
+        for user_id in reversed(shoppers):
+            shopper = shoppers[user_id]
+            if shopper.changed < changed:
+                break
+            found.append(shopper)
+        found.reverse()
+        return found
 
     def erase(self, user_id: str) -> bool:
         """Forget a shopper entirely (no session end, no abandonment: the data is gone)."""
@@ -286,6 +365,16 @@ class ShopperStore:
             return False
         self._withdraw(shopper)
         self._online.pop(user_id, None)
+        self.capacity.back(user_id)
+        return True
+
+    def _make_room(self) -> bool:
+        """Forget the offline shopper unseen the longest; False when every shopper is online."""
+        victim = self.capacity.longest_unseen()
+        if victim is None:
+            return False
+        self.erase(victim.user_id)
+        self.capacity.evicted += 1
         return True
 
     def expire(self, now: float) -> list[ShoppingEvent]:
@@ -298,7 +387,7 @@ class ShopperStore:
                 break
             self._withdraw(shopper)
             self._end_session(shopper, "idle", shopper.timestamp, out)
-            self._deposit(shopper)
+            self.capacity.idled(shopper)
         forget_before = now - self.settings.retention
         while self._shoppers:
             shopper = next(iter(self._shoppers.values()))
@@ -360,10 +449,15 @@ class ShopperStore:
             shopper.feature_time = dict(shopper.feature_time)
             if shopper.last_order_at is None:  # JSON has no -inf
                 shopper.last_order_at = -math.inf
+            shopper.order_ids = tuple(shopper.order_ids)
+            if shopper.reported is not None:
+                shopper.reported = reported.tally_of(shopper.reported)
             self._shoppers[shopper.user_id] = shopper
             if shopper.online:
                 self._online[shopper.user_id] = shopper
                 self._deposit(shopper)
+            else:
+                self.capacity.idled(shopper)
         c = self.counters
         for name, value in state.get("counters", {}).items():
             if hasattr(c, name):
@@ -466,11 +560,18 @@ class ShopperStore:
             or (minutes is not None and minutes * 60 + 1e-6 < old.session_seconds)
         )
         base = _ZERO if restarted else old
-        progress = (
-            products - base.products_viewed,
-            searches - base.searches,
-            coupons - base.coupons,
-        )
+        tally = old.reported
+        if tally is None or restarted:
+            old.reported = None
+            progress = (
+                products - base.products_viewed,
+                searches - base.searches,
+                coupons - base.coupons,
+            )
+        else:
+            progress, old.reported = reported.beyond_events(
+                tally, reported.by_updates(old), (products, searches, coupons)
+            )
         c = self.counters
         c.page_views += page_views - base.page_views
         c.clicks += clicks - base.clicks
@@ -514,21 +615,11 @@ class ShopperStore:
 
         action = update.last_action.lower()
         action_changed = action != before_action
-        ordered = self._order_from_action(shopper, update, action, action_changed, before_at)
-        old_items, old_value = shopper.items_in_cart, shopper.cart_value
-        shopper.items_in_cart, shopper.cart_value = update.items_in_cart, update.cart_value
-        diff = update.items_in_cart - old_items
-        if diff > 0:
-            self.counters.cart_items_added += diff
-            shopper.cart_open = True
-            self._reach(shopper, _CART)
-            out.append(_event(ev.CART_ADD, shopper, at, {"items": diff}))
-        elif diff < 0 and not (ordered or shopper.last_order_at > before_at):
-            # Items that left the cart with an order since the last update were bought, not removed.
-            self.counters.cart_items_removed += -diff
-            out.append(_event(ev.CART_REMOVE, shopper, at, {"items": -diff}))
-        if update.items_in_cart == 0:
-            shopper.cart_open = False
+        ordered = self.orders.from_action(shopper, update, action, action_changed, before_at)
+        old_value = shopper.cart_value
+        if ordered or at > shopper.last_order_at:
+            self._follow_cart(shopper, update, at, before_at, ordered, out)
+        # else: the update was composed before an order counted already, which emptied the cart.
 
         entering_checkout = shopper.activity.lower() == CHECKOUT_ACTIVITY and (
             before_activity != shopper.activity
@@ -548,30 +639,30 @@ class ShopperStore:
                 )
             )
 
-    def _order_from_action(
+    def _follow_cart(
         self,
         shopper: Shopper,
         update: ShopperUpdate,
-        action: str,
-        action_changed: bool,
-        previous_at: float,
-    ) -> bool:
-        if not action or self._order_phrase.search(action) is None:
-            return False
-        if shopper.last_order_at > previous_at:
-            return False  # an explicit order_completed arrived since the last update: same order
-        if update.last_action_time is not None:
-            return epoch(update.last_action_time) > shopper.last_order_at
-        return action_changed
-
-    def _is_new_order(self, shopper: Shopper | None, at: float, order_id: str | None) -> bool:
-        if shopper is None:
-            return True
-        # Same id, or not after the last counted order (e.g. the "Placed order" update already
-        # counted it): the same order.
-        if order_id is not None and order_id == shopper.last_order_id:
-            return False
-        return at > shopper.last_order_at
+        at: float,
+        before_at: float,
+        ordered: bool,
+        out: list[ShoppingEvent],
+    ) -> None:
+        """itemsInCart changes become cart_add / cart_remove (bought items are not removals)."""
+        old_items = shopper.items_in_cart
+        shopper.items_in_cart, shopper.cart_value = update.items_in_cart, update.cart_value
+        diff = update.items_in_cart - old_items
+        if diff > 0:
+            self.counters.cart_items_added += diff
+            shopper.cart_open = True
+            self._reach(shopper, _CART)
+            out.append(_event(ev.CART_ADD, shopper, at, {"items": diff}))
+        elif diff < 0 and not (ordered or shopper.last_order_at > before_at):
+            # Items that left the cart with an order since the last update were bought, not removed.
+            self.counters.cart_items_removed += -diff
+            out.append(_event(ev.CART_REMOVE, shopper, at, {"items": -diff}))
+        if update.items_in_cart == 0:
+            shopper.cart_open = False
 
     def _count_order(
         self, shopper: Shopper | None, value: float, at: float, now: float, order_id: str | None
@@ -583,8 +674,7 @@ class ShopperStore:
         self.orders_recent.add(now)
         self.order_value_recent.add(now, value)
         if shopper is not None:
-            shopper.last_order_at = max(at, shopper.last_order_at)
-            shopper.last_order_id = order_id
+            self.orders.remember(shopper, at, order_id)
             shopper.cart_open = False
             self._reach(shopper, _ORDER)
 
@@ -603,7 +693,6 @@ class ShopperStore:
         if shopper is None:
             return
         # Move the stored cart too, so the next update's itemsInCart is not counted again.
-        self._withdraw(shopper)
         if event.items_in_cart is not None:
             shopper.items_in_cart = event.items_in_cart
         else:
@@ -613,7 +702,6 @@ class ShopperStore:
         if adding:
             shopper.cart_open = True
             self._reach(shopper, _CART)
-        self._deposit(shopper)
 
     def _start_session(
         self, shopper: Shopper, update: ShopperUpdate, at: float, out: list[ShoppingEvent]

@@ -9,7 +9,9 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 
+from exporter.app import create_app
 from exporter.keys import STORE
+from exporter.settings import Settings
 
 from conftest import ClientFactory
 from support import async_wait_until, brief_example, iso, shopper
@@ -35,7 +37,7 @@ class TestIngest:
         """The brief's example, POSTed as is, is accepted and shows up as a shopper."""
         status, reply = await post(client, "/api/metrics", brief_example())
         assert status == 200
-        assert reply == {"accepted": 1, "ignored": 0, "rejected": []}
+        assert reply == {"accepted": 1, "ignored": 0, "ignoredRecords": [], "rejected": []}
         resp = await client.get("/api/shoppers/shopper_123")
         view = await resp.json()
         assert view["userName"] == "Sarah Johnson"
@@ -314,13 +316,11 @@ async def test_openapi_describes_the_api(client: Client) -> None:
     assert "email" not in update["properties"]
 
 
-async def test_slow_body_is_cut_off(client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A client that trickles its body gets a 408 instead of holding the handler."""
+async def test_slow_body_is_cut_off(aiohttp_client: ClientFactory) -> None:
+    """A client that trickles its body past --body-timeout gets a 408, not the handler held."""
     import asyncio
 
-    from exporter.api import replies
-
-    monkeypatch.setattr(replies.read_limited, "__defaults__", (0.3,))
+    client = await aiohttp_client(create_app(Settings(body_timeout=0.3)))
 
     async def trickle() -> Any:
         yield b"["
