@@ -18,6 +18,7 @@ from exporter.api.auth import setup_auth
 from exporter.api.client_files import setup_client_files
 from exporter.api.cors import setup_cors
 from exporter.api.demo import setup_demo
+from exporter.api.errors import json_errors
 from exporter.api.ingest import setup_ingest
 from exporter.api.openapi import setup_openapi
 from exporter.api.pages import setup_pages
@@ -136,6 +137,7 @@ def create_app(settings: Settings) -> web.Application:
     )
 
     setup_cors(app)  # first: it answers preflights before the token check
+    app.middlewares.append(json_errors)  # errors raised below it answer JSON (with CORS headers)
     setup_auth(app)
     setup_pages(app)
     setup_client_files(app)
