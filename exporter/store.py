@@ -24,6 +24,7 @@ from exporter.outcomes import Unapplied
 from exporter.settings import Settings
 from exporter.shopper import NO_TIME
 from exporter.shopper import Shopper as Shopper  # where readers of the store import it from
+from exporter.skew import ClockSkew
 from exporter.tallies import FUNNEL_STAGES, Aggregates, Counters, Recent
 from exporter.views import glimpse, iso_time, view_of
 
@@ -147,7 +148,7 @@ class ShopperStore:
         self._shoppers: OrderedDict[str, Shopper] = OrderedDict()
         self._online: OrderedDict[str, Shopper] = OrderedDict()
         self.capacity = Capacity(settings.max_shoppers)
-        self._skew = settings.max_clock_skew
+        self._skew = ClockSkew(settings.max_clock_skew)
         self.aggregates = Aggregates()
         self.counters = Counters()
         cap = settings.label_cap
@@ -201,7 +202,7 @@ class ShopperStore:
         fingerprint = hash(_fingerprint_fields(update.__dict__))
         shopper = self._shoppers.get(update.user_id)
         if shopper is not None:
-            if at < shopper.timestamp and shopper.timestamp <= now + self._skew:
+            if at < shopper.timestamp and self._skew.trusted(shopper.timestamp, now):
                 self.counters.stale += 1
                 return outcomes.stale(at, shopper.timestamp)
             # (A stored time beyond the clock-skew limit came from before that rule: it yields.)
@@ -458,6 +459,10 @@ class ShopperStore:
                 self._deposit(shopper)
             else:
                 self.capacity.idled(shopper)
+        # A snapshot from a run with a higher --max-shoppers keeps those seen most recently.
+        while self.capacity.full(len(self._shoppers) - 1) and self._shoppers:
+            if not self._make_room():
+                self.erase(next(iter(self._shoppers)))
         c = self.counters
         for name, value in state.get("counters", {}).items():
             if hasattr(c, name):

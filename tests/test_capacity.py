@@ -178,3 +178,17 @@ class TestOnTheWire:
             )
             assert refused == 4
             assert http_get(proc.base_url + "/readyz")[0] == 200
+
+
+def test_a_snapshot_over_a_lower_cap_keeps_those_seen_last() -> None:
+    """Restored into a service with a lower --max-shoppers, a state keeps at most the cap:
+    offline shoppers go first, then those seen longest ago."""
+    import orjson
+
+    big = ShopperStore(Settings(max_shoppers=10))
+    for i in range(6):
+        big.apply(update(f"u{i}", T0 + i, isActive=i % 2 == 0), T0 + i)
+    small = ShopperStore(Settings(max_shoppers=2))
+    small.import_state(orjson.loads(orjson.dumps(big.export_state())))
+    assert [s.user_id for s in small.newest(limit=10)] == ["u4", "u2"]
+    assert small.aggregates.active == 2
