@@ -102,6 +102,11 @@ def redact_emails(text: str) -> str:
     return _EMAIL.sub("[email]", text) if "@" in text else text
 
 
+def _index(position: int, positions: Sequence[int] | None) -> int:
+    """A record's index in its body, from its position among the valid ones."""
+    return position if positions is None else positions[position]
+
+
 class Ingestor:
     """Applies records to the store and feeds the event log and the live hub."""
 
@@ -229,8 +234,7 @@ class Ingestor:
         for position, update in enumerate(updates):
             at = epoch(update.timestamp)
             if at > horizon:
-                index = position if positions is None else positions[position]
-                self._future(report, index, "metric", at, now)
+                self._future(report, _index(position, positions), "metric", at, now)
                 continue
             if pseudonyms is not None:
                 update = update.model_copy(
@@ -241,8 +245,7 @@ class Ingestor:
                 )
             happened = store.apply(update, now, at)
             if isinstance(happened, Unapplied):
-                index = position if positions is None else positions[position]
-                report.unapplied(index, "metric", happened)
+                report.unapplied(_index(position, positions), "metric", happened)
                 continue
             accepted += 1
             if frames is None:
@@ -278,8 +281,7 @@ class Ingestor:
         for position, event in enumerate(events):
             at = epoch(event.timestamp)
             if at > horizon:
-                index = position if positions is None else positions[position]
-                self._future(report, index, "event", at, now)
+                self._future(report, _index(position, positions), "event", at, now)
                 continue
             if pseudonyms is not None:
                 named = {"user_name": pseudonyms.user_name(event.user_name)}
@@ -289,8 +291,7 @@ class Ingestor:
                 )
             result = self.store.apply_event(event, now, at)
             if isinstance(result, Unapplied):
-                index = position if positions is None else positions[position]
-                report.unapplied(index, "event", result)
+                report.unapplied(_index(position, positions), "event", result)
                 continue
             report.accepted += 1
             happened += result
