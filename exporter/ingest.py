@@ -102,6 +102,13 @@ def redact_emails(text: str) -> str:
     return _EMAIL.sub("[email]", text) if "@" in text else text
 
 
+def _mark_changed(shoppers: list[Shopper], changed: int) -> None:
+    """Note the body's last event id on the shoppers it changed: one int shared by them all, not
+    one per shopper (a resuming reader may get a state it had seen already; never misses one)."""
+    for shopper in shoppers:
+        shopper.changed = changed
+
+
 def _index(position: int, positions: Sequence[int] | None) -> int:
     """A record's index in its body, from its position among the valid ones."""
     return position if positions is None else positions[position]
@@ -230,7 +237,7 @@ class Ingestor:
         # Asked once per body, not per record: nothing awaits in between. Logging and
         # publishing are inlined for the same reason: this loop runs for every update.
         frames: list[Published] | None = [] if self.hub.subscribers > 0 else None
-        accepted = 0
+        changed: list[Shopper] = []
         for position, update in enumerate(updates):
             at = epoch(update.timestamp)
             if at > horizon:
@@ -247,7 +254,6 @@ class Ingestor:
             if isinstance(happened, Unapplied):
                 report.unapplied(_index(position, positions), "metric", happened)
                 continue
-            accepted += 1
             if frames is None:
                 for event in happened:
                     log.append(event)
@@ -256,12 +262,14 @@ class Ingestor:
                     frames.append(log.append(event))
             shopper = store.get(update.user_id)
             if shopper is not None:
-                shopper.changed = changed = log.last_id
+                changed.append(shopper)
                 if frames is not None:
                     # The state as it is now, rendered only if a reader takes the frame.
-                    view = glimpse(shopper)
-                    frames.append(("user_metric", changed, shopper.user_id, view, _shopper_data))
-        report.accepted += accepted
+                    view, frame_id = glimpse(shopper), log.last_id
+                    frames.append(("user_metric", frame_id, shopper.user_id, view, _shopper_data))
+        report.accepted += len(changed)
+        if changed:
+            _mark_changed(changed, log.last_id)
         if frames:
             self.hub.publish_many(frames)
 

@@ -147,7 +147,7 @@ class ShopperStore:
         # Both orders are by last arrival, so expiry only ever looks at the front.
         self._shoppers: OrderedDict[str, Shopper] = OrderedDict()
         self._online: OrderedDict[str, Shopper] = OrderedDict()
-        self.capacity = Capacity(settings.max_shoppers)
+        self.capacity = Capacity(settings.max_shoppers, self._shoppers)
         self._skew = ClockSkew(settings.max_clock_skew)
         self.aggregates = Aggregates()
         self.counters = Counters()
@@ -249,8 +249,6 @@ class ShopperStore:
         if shopper.online:
             self._online[shopper.user_id] = shopper
             self._online.move_to_end(shopper.user_id)
-            if held is None:
-                self.capacity.back(shopper.user_id)
         else:
             self.capacity.left(shopper)
         self._move_share(held, self._share(shopper))
@@ -366,7 +364,6 @@ class ShopperStore:
             return False
         self._withdraw(shopper)
         self._online.pop(user_id, None)
-        self.capacity.back(user_id)
         return True
 
     def _make_room(self) -> bool:

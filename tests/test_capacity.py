@@ -34,28 +34,50 @@ class TestCapacity:
     def test_longest_unseen_across_both_queues(self) -> None:
         """Of the shoppers the sweep took offline and those that left on a record, the one seen
         least recently comes first."""
-        cap = Capacity(10)
-        cap.idled(seen("idle_a", 100))
-        cap.idled(seen("idle_b", 300))
-        cap.left(seen("left_a", 200))
+        tracked: dict[str, Shopper] = {}
+        cap = Capacity(10, tracked)
+        for user, received in (("idle_a", 100.0), ("idle_b", 300.0)):
+            tracked[user] = seen(user, received)
+            cap.idled(tracked[user])
+        tracked["left_a"] = seen("left_a", 200.0)
+        cap.left(tracked["left_a"])
         order = []
         while (oldest := cap.longest_unseen()) is not None:
             order.append(oldest.user_id)
-            cap.back(oldest.user_id)
+            del tracked[oldest.user_id]
         assert order == ["idle_a", "left_a", "idle_b"]
 
-    def test_seen_again_while_offline_goes_to_the_back(self) -> None:
-        """A shopper seen again while offline is no longer the first to go."""
-        cap = Capacity(10)
-        a, b = seen("a", 100), seen("b", 200)
-        cap.idled(a)
-        cap.left(b)
-        a.received = 300
-        cap.left(a)
+    def test_seen_again_online_or_forgotten_is_skipped(self) -> None:
+        """An entry whose shopper was seen again since, came online, or was forgotten no longer
+        counts: the next standing one does."""
+        tracked = {user: seen(user, t) for user, t in (("a", 100.0), ("b", 200.0), ("c", 50.0))}
+        cap = Capacity(10, tracked)
+        for user in ("c", "a", "b"):
+            cap.idled(tracked[user])
+        tracked["a"].received = 300.0  # seen again while offline: joins at the back
+        cap.left(tracked["a"])
+        tracked["c"].online = True
         oldest = cap.longest_unseen()
         assert oldest is not None
         assert oldest.user_id == "b"
-        assert len(cap) == 2
+        del tracked["b"]
+        oldest = cap.longest_unseen()
+        assert oldest is not None
+        assert oldest.user_id == "a"
+
+    def test_stale_entries_are_swept_out(self) -> None:
+        """Shoppers seen over and over while offline leave the queues no longer than about
+        twice the tracked shoppers."""
+        tracked = {f"u{i}": seen(f"u{i}", 0.0) for i in range(10)}
+        cap = Capacity(10, tracked)
+        for step in range(20_000):
+            shopper = tracked[f"u{step % 10}"]
+            shopper.received = float(step)
+            cap.left(shopper)
+        assert cap.entries() <= 2 * len(tracked) + 1024
+        oldest = cap.longest_unseen()
+        assert oldest is not None
+        assert oldest.received == 19_990.0
 
 
 @pytest.fixture
@@ -137,7 +159,7 @@ class TestStoreAtTheCap:
         assert store.aggregates.active == len(online) == store.online_count()
         assert store.capacity.evicted > 0
         assert store.capacity.refused > 0
-        assert len(store.capacity) == len(store) - len(online)
+        assert store.capacity.entries() <= 2 * len(store) + 1024
 
 
 @pytest.mark.integration
