@@ -21,6 +21,7 @@ import aiohttp
 from aiohttp import web
 
 from exporter import __version__
+from exporter.allocator import keep_large_blocks_apart
 from exporter.settings import DEFAULT_ORDER_PHRASES, DEFAULT_PORT, Settings, SettingsError
 
 ENV_PREFIX = "SHOPPER_"
@@ -403,6 +404,7 @@ def run_service(argv: Sequence[str]) -> None:
     except ValueError as err:  # e.g. a --source URL of an unknown kind
         _service_parser().error(str(err))
     tune_collector()
+    keep_large_blocks_apart()
     try:
         web.run_app(
             app,

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import math
 import operator
-from collections import OrderedDict
 from collections.abc import Mapping
+from itertools import islice
 from typing import Any, Final
 
 from exporter import events as ev
@@ -18,6 +18,7 @@ from exporter import outcomes, reported
 from exporter.capacity import Capacity
 from exporter.events import ShoppingEvent
 from exporter.labels import OTHER, UNKNOWN, LabelCap
+from exporter.lastseen import SeenQueue
 from exporter.model import ShopperEventIn, ShopperUpdate, epoch
 from exporter.orders import OrderRules
 from exporter.outcomes import Unapplied
@@ -130,6 +131,10 @@ _fingerprint_fields = operator.itemgetter(
 field dict in C (pydantic attribute access costs several times a plain one)."""
 
 
+def _is_online(shopper: Shopper) -> bool:
+    return shopper.online
+
+
 _ZERO = Shopper("")
 """A shopper with every count at zero: the baseline of a new session."""
 
@@ -144,10 +149,11 @@ class ShopperStore:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.orders = OrderRules(settings.order_phrases)
-        # Both orders are by last arrival, so expiry only ever looks at the front.
-        self._shoppers: OrderedDict[str, Shopper] = OrderedDict()
-        self._online: OrderedDict[str, Shopper] = OrderedDict()
-        self.capacity = Capacity(settings.max_shoppers, self._shoppers)
+        # Both orders are by last arrival, so expiry only ever looks at the front. A plain dict
+        # keeps its order too; a shopper seen again is taken out and put back at the end.
+        self._shoppers: dict[str, Shopper] = {}
+        self._online = SeenQueue(_is_online)
+        self.capacity = Capacity(settings.max_shoppers)
         self._skew = ClockSkew(settings.max_clock_skew)
         self.aggregates = Aggregates()
         self.counters = Counters()
@@ -177,16 +183,11 @@ class ShopperStore:
 
     def newest(self, *, online_only: bool = False, limit: int = 100) -> list[Shopper]:
         """Shoppers by most recent update first."""
-        source = self._online if online_only else self._shoppers
-        out: list[Shopper] = []
-        for user_id in reversed(source):
-            if len(out) >= limit:
-                break
-            out.append(source[user_id])
-        return out
+        source = self._online.newest() if online_only else reversed(self._shoppers.values())
+        return list(islice(source, limit))
 
     def online_count(self) -> int:
-        return len(self._online)
+        return self.aggregates.active
 
     # ----- writing -----------------------------------------------------------------------
 
@@ -210,7 +211,7 @@ class ShopperStore:
                 self.counters.duplicate += 1
                 return outcomes.duplicate("the same update (timestamp and content) again")
             held = self._share(shopper)
-            self._shoppers.move_to_end(update.user_id)
+            self._shoppers[update.user_id] = self._shoppers.pop(update.user_id)  # to the end
             first_sight = False
         else:
             if self.capacity.full(len(self._shoppers)) and not self._make_room():
@@ -247,8 +248,7 @@ class ShopperStore:
         if shopper.online and not update.is_active:
             self._end_session(shopper, "signed_out", at, out)
         if shopper.online:
-            self._online[shopper.user_id] = shopper
-            self._online.move_to_end(shopper.user_id)
+            self._online.push(shopper)
         else:
             self.capacity.left(shopper)
         self._move_share(held, self._share(shopper))
@@ -329,9 +329,9 @@ class ShopperStore:
         """An explicit event of a tracked shopper: seen now, like an update would be."""
         user_id = shopper.user_id
         shopper.received = now
-        self._shoppers.move_to_end(user_id)
+        self._shoppers[user_id] = self._shoppers.pop(user_id)  # to the end
         if shopper.online:
-            self._online.move_to_end(user_id)
+            self._online.push(shopper)
         else:
             self.capacity.left(shopper)
 
@@ -349,8 +349,7 @@ class ShopperStore:
         found: list[Shopper] = []
         shoppers = self._shoppers
         # Every change moves its shopper to the back and raises `changed`: read from the back.
-        for user_id in reversed(shoppers):
-            shopper = shoppers[user_id]
+        for shopper in reversed(shoppers.values()):
             if shopper.changed < changed:
                 break
             found.append(shopper)
@@ -363,7 +362,8 @@ class ShopperStore:
         if shopper is None:
             return False
         self._withdraw(shopper)
-        self._online.pop(user_id, None)
+        # Gone: a time of its own makes every queue entry of this shopper stale.
+        shopper.online, shopper.received = False, -math.inf
         return True
 
     def _make_room(self) -> bool:
@@ -379,19 +379,18 @@ class ShopperStore:
         """End sessions idle past the active window; forget shoppers unseen for the retention."""
         out: list[ShoppingEvent] = []
         idle_before = now - self.settings.active_window
-        while self._online:
-            shopper = next(iter(self._online.values()))
-            if shopper.received >= idle_before:
-                break
+        while (shopper := self._online.front()) is not None and shopper.received < idle_before:
             self._withdraw(shopper)
             self._end_session(shopper, "idle", shopper.timestamp, out)
             self.capacity.idled(shopper)
         forget_before = now - self.settings.retention
-        while self._shoppers:
-            shopper = next(iter(self._shoppers.values()))
+        gone: list[str] = []
+        for user_id, shopper in self._shoppers.items():  # oldest first; one pass, then erase
             if shopper.received >= forget_before:
                 break
-            self.erase(shopper.user_id)
+            gone.append(user_id)
+        for user_id in gone:
+            self.erase(user_id)
         self._count(out, now)
         return out
 
@@ -452,7 +451,7 @@ class ShopperStore:
                 shopper.reported = reported.tally_of(shopper.reported)
             self._shoppers[shopper.user_id] = shopper
             if shopper.online:
-                self._online[shopper.user_id] = shopper
+                self._online.push(shopper)
                 self._deposit(shopper)
             else:
                 self.capacity.idled(shopper)
@@ -743,8 +742,7 @@ class ShopperStore:
             self._count_abandonment(shopper.cart_value, shopper.received)
             out.append(_event(ev.CART_ABANDONED, shopper, at, {"items": shopper.items_in_cart}))
             shopper.cart_open = False
-        shopper.online = False
-        self._online.pop(shopper.user_id, None)
+        shopper.online = False  # its entry in the online queue is stale from now on
 
     def _session_seconds(self, shopper: Shopper, update: ShopperUpdate, at: float) -> float:
         if update.session_duration is not None:

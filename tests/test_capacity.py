@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from exporter.capacity import Capacity
+from exporter.lastseen import SLACK, SeenQueue
 from exporter.model import ShopperUpdate
 from exporter.outcomes import Unapplied
 from exporter.settings import Settings
@@ -30,54 +31,60 @@ def seen(user: str, received: float) -> Shopper:
     return one
 
 
+class TestSeenQueue:
+    def test_front_skips_shoppers_seen_since_or_no_longer_kept(self) -> None:
+        """The front is the oldest entry still standing: a shopper seen again stands at the back,
+        one that no longer qualifies (here: came online) not at all."""
+        queue = SeenQueue(lambda s: not s.online)
+        a, b, c = seen("a", 100.0), seen("b", 200.0), seen("c", 50.0)
+        for one in (c, a, b):
+            queue.push(one)
+        a.received = 300.0  # seen again: a new time object
+        queue.push(a)
+        c.online = True
+        assert queue.front() is b
+        assert [s.user_id for s in queue.newest()] == ["a", "b"]
+
+    def test_a_shopper_queued_twice_at_once_is_listed_once(self) -> None:
+        """Two entries with the same time object (one body) list the shopper once."""
+        queue = SeenQueue(lambda s: True)
+        a = seen("a", 100.0)
+        queue.push(a)
+        queue.push(a)
+        assert [s.user_id for s in queue.newest()] == ["a"]
+        queue.sweep()
+        assert len(queue) == 1
+
+    def test_stale_entries_are_swept_out(self) -> None:
+        """Shoppers seen over and over leave the queue no longer than about twice the standing
+        entries."""
+        queue = SeenQueue(lambda s: True)
+        shoppers = [seen(f"u{i}", 0.0) for i in range(10)]
+        for step in range(20_000):
+            shopper = shoppers[step % 10]
+            shopper.received = float(step)
+            queue.push(shopper)
+        assert len(queue) <= 2 * 10 + SLACK + 1
+        oldest = queue.front()
+        assert oldest is not None
+        assert oldest.received == 19_990.0
+
+
 class TestCapacity:
     def test_longest_unseen_across_both_queues(self) -> None:
         """Of the shoppers the sweep took offline and those that left on a record, the one seen
-        least recently comes first."""
-        tracked: dict[str, Shopper] = {}
-        cap = Capacity(10, tracked)
-        for user, received in (("idle_a", 100.0), ("idle_b", 300.0)):
-            tracked[user] = seen(user, received)
-            cap.idled(tracked[user])
-        tracked["left_a"] = seen("left_a", 200.0)
-        cap.left(tracked["left_a"])
+        least recently comes first; a forgotten one (its time replaced) is skipped."""
+        cap = Capacity(10)
+        idle_a, idle_b, left_a = seen("idle_a", 100.0), seen("idle_b", 300.0), seen("left_a", 200.0)
+        cap.idled(idle_a)
+        cap.idled(idle_b)
+        cap.left(left_a)
         order = []
         while (oldest := cap.longest_unseen()) is not None:
             order.append(oldest.user_id)
-            del tracked[oldest.user_id]
+            oldest.received = -1.0  # forgotten, as the store's erase marks it
         assert order == ["idle_a", "left_a", "idle_b"]
-
-    def test_seen_again_online_or_forgotten_is_skipped(self) -> None:
-        """An entry whose shopper was seen again since, came online, or was forgotten no longer
-        counts: the next standing one does."""
-        tracked = {user: seen(user, t) for user, t in (("a", 100.0), ("b", 200.0), ("c", 50.0))}
-        cap = Capacity(10, tracked)
-        for user in ("c", "a", "b"):
-            cap.idled(tracked[user])
-        tracked["a"].received = 300.0  # seen again while offline: joins at the back
-        cap.left(tracked["a"])
-        tracked["c"].online = True
-        oldest = cap.longest_unseen()
-        assert oldest is not None
-        assert oldest.user_id == "b"
-        del tracked["b"]
-        oldest = cap.longest_unseen()
-        assert oldest is not None
-        assert oldest.user_id == "a"
-
-    def test_stale_entries_are_swept_out(self) -> None:
-        """Shoppers seen over and over while offline leave the queues no longer than about
-        twice the tracked shoppers."""
-        tracked = {f"u{i}": seen(f"u{i}", 0.0) for i in range(10)}
-        cap = Capacity(10, tracked)
-        for step in range(20_000):
-            shopper = tracked[f"u{step % 10}"]
-            shopper.received = float(step)
-            cap.left(shopper)
-        assert cap.entries() <= 2 * len(tracked) + 1024
-        oldest = cap.longest_unseen()
-        assert oldest is not None
-        assert oldest.received == 19_990.0
+        assert cap.entries() == 0
 
 
 @pytest.fixture
