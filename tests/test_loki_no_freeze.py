@@ -27,9 +27,9 @@ pytestmark = pytest.mark.integration
 
 QUICK = 1.0
 """Seconds a query over a few dozen lines may take: RE2 needs milliseconds, `re` needed minutes."""
-NOT_BLOCKED = 0.25
-"""Seconds /healthz or a scrape may take while queries run: far above a reply's cost, far below
-a blocked loop's."""
+NOT_BLOCKED = 0.5
+"""Seconds /healthz, a scrape or a push may take while queries run: far above a reply's cost on
+a busy machine, far below a loop blocked by a query (which held it for the whole query)."""
 
 
 @dataclass(frozen=True)
@@ -267,7 +267,8 @@ async def test_a_long_query_times_out_while_pushes_are_taken(big_log: RunningPro
     """A log query and a metric query over the big log stop at --loki-query-timeout with Loki's
     504 words, while a pusher's updates keep being accepted without delay."""
     base = big_log.base_url
-    pushed: list[tuple[int, float]] = []
+    pushed: list[tuple[int, float, float]] = []
+    """(status, latency, when answered) of each push."""
     async with aiohttp.ClientSession() as session:
 
         async def pusher() -> None:
@@ -283,16 +284,20 @@ async def test_a_long_query_times_out_while_pushes_are_taken(big_log: RunningPro
                 started = time.perf_counter()
                 async with session.post(base + "/api/metrics", json=body) as resp:
                     await resp.read()
-                    pushed.append((resp.status, time.perf_counter() - started))
+                    now = time.perf_counter()
+                    pushed.append((resp.status, now - started, now))
                 n += 1
                 await asyncio.sleep(0.02)
 
         task = asyncio.create_task(pusher())
+        spans: list[tuple[float, float]] = []
         try:
             for query in (HEAVY, f"sum(count_over_time({HEAVY} [1h]))"):
+                started = time.perf_counter()
                 status, body, took = await timed_get(
                     session, base + "/loki/api/v1/query_range", {"query": query, "step": "60"}
                 )
+                spans.append((started, started + took))
                 assert status == 504, body
                 assert body == (
                     "request timed out, decrease the duration of the request or add more label "
@@ -304,9 +309,11 @@ async def test_a_long_query_times_out_while_pushes_are_taken(big_log: RunningPro
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
-        assert len(pushed) >= 20, "the pusher was held up"
-        assert all(status == 200 for status, _ in pushed)
-        assert max(took for _, took in pushed) < NOT_BLOCKED
+        for begin, end in spans:
+            during = [p for p in pushed if begin < p[2] < end]
+            assert len(during) >= 3, "pushes stalled while the query ran"
+        assert all(status == 200 for status, _, _ in pushed)
+        assert max(took for _, took, _ in pushed) < NOT_BLOCKED
         async with session.get(f"{base}/api/shoppers/pusher_{len(pushed) - 1}") as resp:
             assert resp.status == 200
 
