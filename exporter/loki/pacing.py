@@ -23,6 +23,10 @@ from aiohttp import web
 LOOP_SHARE: Final = 0.008
 """Seconds of query work, all running queries together, between two chances for the rest."""
 MIN_TURN: Final = 0.001
+PAUSE_HOPS: Final = 4
+"""Loop iterations a pause lasts. Other work moves one step (callback) per iteration, and a
+request takes a few (its socket read, then its handler task, then a timer or a write): a pause
+of one iteration would leave it waiting a whole turn per step."""
 TIMEOUT_MESSAGE: Final = (
     "request timed out, decrease the duration of the request or add more label matchers "
     "(prefer exact match over regex match) to reduce the amount of data processed"
@@ -140,7 +144,8 @@ class Pace:
         if not self._holding:
             self._gate._claim(self._capped, self._deadline)
             self._holding = True
-        await asyncio.sleep(0)
+        for _ in range(PAUSE_HOPS):
+            await asyncio.sleep(0)
         self._turn_started = time.monotonic()
         if self._turn_started >= self._deadline:
             raise QueryTimeoutError
