@@ -7,6 +7,8 @@ from urllib.parse import urlencode
 
 import pytest
 from aiohttp.test_utils import TestClient
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from exporter.loki.logql import LabelFilter, LineFilter, LogQuery, ParseError, Parser, parse
 from exporter.loki.pipeline import Pipeline
@@ -167,3 +169,15 @@ async def test_refused_regex_is_a_400_with_the_position(client: Client) -> None:
         "parse error at line 1, col 27: "
         "error parsing regexp: invalid or unsupported Perl syntax: `(?=`"
     )
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    pattern=st.text(alphabet="ab |", max_size=8),
+    text=st.text(alphabet="ab \n", max_size=10),
+    anchored=st.booleans(),
+)
+def test_literal_shortcuts_agree_with_re2(pattern: str, text: str, anchored: bool) -> None:
+    """Literal text and alternations of it skip the regex engine, with RE2's own answer."""
+    regex = compile_logql(pattern, anchored=anchored)
+    assert regex.matches(text) == (regex.groups(text) is not None)

@@ -116,7 +116,7 @@ class QueryGate:
 class Pace:
     """One query's turns on the loop; use as a context manager so its slot is given back."""
 
-    __slots__ = ("_capped", "_deadline", "_gate", "_gone", "_holding", "_turn_started")
+    __slots__ = ("_capped", "_deadline", "_gate", "_gone", "_holding", "turn_ends")
 
     def __init__(
         self,
@@ -131,26 +131,28 @@ class Pace:
         self._capped = capped
         self._gone = gone
         self._deadline = math.inf if timeout is None else now + timeout
-        self._turn_started = now
         self._holding = False
+        self.turn_ends = min(now + gate.turn, self._deadline)
+        """When to pause (or stop): hot loops may test `time.monotonic() >= pace.turn_ends`
+        themselves and call `tick` only then."""
 
     async def tick(self) -> None:
         """Between two slices of work: pause when the turn is used up; stop past the deadline."""
-        now = time.monotonic()
-        if now >= self._deadline:
-            raise QueryTimeoutError
-        if now - self._turn_started < self._gate.turn:
+        if time.monotonic() < self.turn_ends:
             return
+        if time.monotonic() >= self._deadline:
+            raise QueryTimeoutError
         if not self._holding:
             self._gate._claim(self._capped, self._deadline)
             self._holding = True
         for _ in range(PAUSE_HOPS):
             await asyncio.sleep(0)
-        self._turn_started = time.monotonic()
-        if self._turn_started >= self._deadline:
+        now = time.monotonic()
+        if now >= self._deadline:
             raise QueryTimeoutError
         if self._gone is not None and self._gone():
             raise QueryCancelledError
+        self.turn_ends = min(now + self._gate.turn, self._deadline)
 
     def close(self) -> None:
         """Give the slot back (idempotent)."""

@@ -12,6 +12,7 @@ RE2 refuses (backreferences, lookaround, possessive repeats) is refused with Go'
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any, Final
 
@@ -80,10 +81,20 @@ def _scan(pattern: str) -> list[str]:
     return names
 
 
+_META: Final = frozenset("\\^$.|?*+()[]{}")
+
+
+def _literals(pattern: str) -> list[str] | None:
+    """The alternatives of a pattern that is only literal text joined by `|`, else None."""
+    if not _META.isdisjoint(pattern.replace("|", "")):
+        return None
+    return pattern.split("|")
+
+
 class LogRegex:
     """A compiled LogQL regex: whether a text matches, and what its named groups captured."""
 
-    __slots__ = ("_anchor", "_re", "anchored", "names", "pattern")
+    __slots__ = ("_anchor", "_re", "anchored", "matches", "names", "pattern")
 
     def __init__(self, pattern: str, *, anchored: bool, captures: bool) -> None:
         names = _scan(pattern)
@@ -105,14 +116,30 @@ class LogRegex:
         if len(names) != len(set(names)):
             duplicate = next(n for n in names if names.count(n) > 1)
             raise RegexError(f"duplicate extracted label name '{duplicate}'")
+        self.matches: Callable[[str], bool] = self._matcher()
+        """Whether a text matches: as a whole when anchored, anywhere in it otherwise."""
+
+    def _matcher(self) -> Callable[[str], bool]:
+        # Literal text (or literals joined by `|`) needs no regex engine: a set lookup or a
+        # substring search gives the same answer, as Loki's and Prometheus' matchers do.
+        literals = _literals(self.pattern)
+        if literals is not None:
+            if self.anchored:
+                return frozenset(literals).__contains__
+            if len(literals) == 1:
+                needle = literals[0]
+                return lambda text: needle in text
+            return lambda text: any(literal in text for literal in literals)
+        compiled, anchor = self._re, self._anchor
+
+        def matches(text: str) -> bool:
+            data = text.encode("utf-8", "surrogatepass")
+            return bool(compiled.Match(anchor, data, 0, len(data))[0] != _NO_MATCH)
+
+        return matches
 
     def __repr__(self) -> str:
         return f"LogRegex({self.pattern!r}, anchored={self.anchored})"
-
-    def matches(self, text: str) -> bool:
-        """Whether `text` matches: as a whole when anchored, anywhere in it otherwise."""
-        data = text.encode("utf-8", "surrogatepass")
-        return bool(self._re.Match(self._anchor, data, 0, len(data))[0] != _NO_MATCH)
 
     def groups(self, text: str) -> list[str | None] | None:
         """The text of every group of the first match (0 = the whole match), or None."""
