@@ -94,8 +94,10 @@ def instructions(source: Path, events: int, query: str, runs: int) -> int:
         env=env,
         capture_output=True,
         text=True,
-        check=True,
+        check=False,
     )
+    if done.returncode != 0:
+        raise RuntimeError(f"the measured run failed: {done.stderr[-3000:]}")
     match = re.search(r"Collected : (\d+)", done.stderr)
     if match is None:
         raise RuntimeError(f"no instruction count from callgrind: {done.stderr[-2000:]}")
