@@ -241,6 +241,23 @@ def _service_parser() -> _Parser:
         help="Forward the event log to a Grafana Loki push endpoint (…/loki/api/v1/push)",
     )
     p.option(
+        "--loki-query-timeout",
+        dest="loki_query_timeout",
+        convert=float,
+        type=float,
+        default=30.0,
+        help="Seconds a Loki API query may run before it is stopped with 504",
+    )
+    p.option(
+        "--loki-max-concurrent-queries",
+        dest="loki_max_concurrent_queries",
+        convert=int,
+        type=int,
+        default=8,
+        help="Heavy Loki API queries (longer than one turn on the event loop) run at once; "
+        "more are answered 429 with Retry-After",
+    )
+    p.option(
         "--write-token",
         dest="write_token",
         secret=True,
@@ -338,6 +355,8 @@ def settings_from_args(argv: Sequence[str]) -> Settings:
             reconnect_delay=args.reconnect_delay,
             reconnect_max_delay=args.reconnect_max_delay,
             loki_push_url=args.loki_push_url,
+            loki_query_timeout=args.loki_query_timeout,
+            loki_max_concurrent_queries=args.loki_max_concurrent_queries,
             write_token=args.write_token,
             read_token=args.read_token,
             protect_metrics=args.protect_metrics,

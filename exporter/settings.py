@@ -67,6 +67,10 @@ class Settings:
     reconnect_delay: float = 5.0
     reconnect_max_delay: float = 60.0
     loki_push_url: str | None = None
+    loki_query_timeout: float = 30.0
+    """Seconds a Loki query may run before it is stopped (504, as Loki answers)."""
+    loki_max_concurrent_queries: int = 8
+    """Loki queries that may be past their first turn on the loop at once; more get 429."""
     write_token: str | None = None
     """Bearer token required for pushes, erasure and demo control; None = open."""
     read_token: str | None = None
@@ -107,6 +111,8 @@ class Settings:
                 "at least the reconnect delay",
             ),
             ("snapshot_interval", self.snapshot_interval > 0, "above 0"),
+            ("loki_query_timeout", self.loki_query_timeout > 0, "above 0"),
+            ("loki_max_concurrent_queries", self.loki_max_concurrent_queries >= 1, "at least 1"),
         )
         bad = tuple((name, need) for name, ok, need in checks if not ok)
         if bad:
