@@ -14,7 +14,7 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from exporter import events as ev
 from exporter.events import ShoppingEvent
@@ -218,6 +218,14 @@ class Counters:
     funnel: dict[str, int] = field(default_factory=lambda: dict.fromkeys(FUNNEL_STAGES, 0))
     session_duration: Histogram = field(default_factory=lambda: Histogram(SESSION_BUCKETS))
     order_value_hist: Histogram = field(default_factory=lambda: Histogram(ORDER_VALUE_BUCKETS))
+
+
+class StoreTables(NamedTuple):
+    """A store's shoppers, the online ones (both by last arrival) and its last-action cap."""
+
+    shoppers: OrderedDict[str, Shopper]
+    online: OrderedDict[str, Shopper]
+    actions: LabelCap
 
 
 _Share = tuple[str, str, str, str, int, int, int]
@@ -623,80 +631,16 @@ class ShopperStore:
 
     # ----- snapshots ------------------------------------------------------------------------
 
-    def export_state(self) -> dict[str, Any]:
-        """Everything needed to carry on after a restart, as plain JSON-able data."""
-        fields = Shopper.__slots__
-        rows = []
-        for shopper in self._shoppers.values():
-            row = [getattr(shopper, f) for f in fields]
-            rows.append(row)
-        c = self.counters
-        return {
-            "fields": list(fields),
-            "shoppers": rows,
-            "counters": {
-                name: getattr(c, name)
-                for name in c.__dataclass_fields__
-                if name not in ("session_duration", "order_value_hist")
-            },
-            "histograms": {
-                "session_duration": c.session_duration.state(),
-                "order_value": c.order_value_hist.state(),
-            },
-            "recent": {
-                "orders": self.orders_recent.state(),
-                "order_value": self.order_value_recent.state(),
-                "abandonments": self.abandonments_recent.state(),
-                "events": self.events_recent.state(),
-            },
-            "labels": {name: cap.values() for name, cap in self.labels.items()},
-            "overflow": {name: cap.overflow for name, cap in self.labels.items()},
-            "lastUpdate": self.last_update,
-        }
+    def tables(self) -> StoreTables:
+        """What snapshots read, and fill in an empty store: the shoppers and the online ones by
+        last arrival, and the last-action cap (the other state is public)."""
+        return StoreTables(self._shoppers, self._online, self._actions)
 
-    def import_state(self, state: dict[str, Any]) -> None:
-        """Replace this (empty) store's contents with an exported state."""
-        for name, values in state.get("labels", {}).items():
-            cap = self.labels.get(name)
-            if cap is not None:
-                for value in values:
-                    cap(value)
-                cap.overflow = int(state.get("overflow", {}).get(name, 0))
-        fields = state["fields"]
-        for row in state["shoppers"]:
-            shopper = Shopper("")
-            for name, value in zip(fields, row, strict=True):
-                if name in Shopper.__slots__:
-                    setattr(shopper, name, value)
-            shopper.features_used = self.labels["activity"].many(shopper.features_used)
-            # Older snapshots hold [name, minutes] pairs, newer ones an object: dict() takes both.
-            shopper.feature_time = dict(shopper.feature_time)
-            if shopper.last_order_at is None:  # JSON has no -inf
-                shopper.last_order_at = -math.inf
-            self._shoppers[shopper.user_id] = shopper
-            if shopper.online:
-                self._online[shopper.user_id] = shopper
-                self._deposit(shopper)
-        c = self.counters
-        for name, value in state.get("counters", {}).items():
-            if hasattr(c, name):
-                setattr(c, name, value)
-        c.funnel = {stage: int(c.funnel.get(stage, 0)) for stage in FUNNEL_STAGES}
-        hist = state.get("histograms", {})
-        if "session_duration" in hist:
-            c.session_duration.restore(hist["session_duration"])
-        if "order_value" in hist:
-            c.order_value_hist.restore(hist["order_value"])
-        recent = state.get("recent", {})
-        for key, window in (
-            ("orders", self.orders_recent),
-            ("order_value", self.order_value_recent),
-            ("abandonments", self.abandonments_recent),
-            ("events", self.events_recent),
-        ):
-            if key in recent:
-                window.restore(recent[key])
-        self.last_update = state.get("lastUpdate")
+    def recount(self) -> None:
+        """Rebuild the aggregates from the online shoppers (after a restore that had none)."""
+        self.aggregates = Aggregates()
+        for shopper in self._online.values():
+            self._deposit(shopper)
 
     # ----- the rules -----------------------------------------------------------------------
 
