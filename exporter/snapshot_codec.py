@@ -13,7 +13,7 @@ import math
 import sys
 from array import array
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import fields
 from itertools import compress, count, repeat
 from operator import attrgetter, methodcaller
@@ -87,8 +87,10 @@ Typecode = Literal["d", "q", "B", "I"]
 _TYPECODES: Final[dict[str, Typecode]] = {NUMBER: "d", COUNT: "q", FLAG: "B", TIME: "d"}
 _BOOLS: Final = (False, True)
 
-Columns = dict[str, list[Any]]
-"""A restored value per shopper for each field, in the shoppers' order."""
+Column = Callable[[int, int, dict[str, list[Any]]], list[Any]]
+"""A saved field: the values of shoppers [start, end), given the fields already made for them."""
+Columns = dict[str, Column]
+_CHUNK: Final = 16384
 
 
 def caps(store: ShopperStore) -> dict[str, LabelCap]:
@@ -120,10 +122,8 @@ def write(out: SectionWriter, ingestor: Ingestor, saved_at: float) -> None:
     for name, (kind, _cap) in COLUMNS.items():
         kinds[name] = kind
         _write_column(out, name, kind, map(attrgetter(name), shoppers))
-    online = list(compress(shoppers, map(attrgetter("online"), shoppers)))
-    if len(online) != len(tables.online) or any(
-        a is not b for a, b in zip(online, tables.online.values(), strict=False)
-    ):
+    online = compress(shoppers, map(attrgetter("online"), shoppers))
+    if list(map(id, online)) != list(map(id, tables.online.values())):
         # The online shoppers are not in the order of the others: keep their order explicitly.
         position = {id(shopper): i for i, shopper in enumerate(shoppers)}
         order = array("I", (position[id(shopper)] for shopper in tables.online.values()))
@@ -149,7 +149,7 @@ def _write_column(out: SectionWriter, name: str, kind: str, values: Iterator[Any
         out.section(f"col.{name}", orjson.dumps(list(values)))
         return
     if kind == TIME:
-        out.section(f"col.{name}", array("d", (math.nan if v is None else v for v in values)))
+        out.section(f"col.{name}", array("d", [math.nan if v is None else v for v in values]))
         return
     typecode = _TYPECODES.get(kind)
     if typecode is not None:
@@ -201,12 +201,8 @@ def read(found: Mapping[str, memoryview], ingestor: Ingestor) -> dict[str, Any]:
     load_labels(store, state["labels"])
     n = int(layout["shoppers"])
     columns, changed = _read_columns(found, layout["columns"], caps(store), n)
-    online: Iterable[int]
-    if "online" in found:
-        online = _array("I", found["online"])
-    else:
-        online = compress(range(n), columns["online"])
-    place(store, columns, online, n)
+    order = _array("I", found["online"]) if "online" in found else None
+    place(store, columns, n, order)
     load_store(store, state, recount=changed)
     load_rest(ingestor, orjson.loads(found["eventlog"]), orjson.loads(found["ingest"]))
     return meta
@@ -222,42 +218,59 @@ def _array(typecode: Typecode, raw: memoryview, length: int | None = None) -> me
 def _read_columns(
     found: Mapping[str, memoryview], saved: dict[str, str], by_name: dict[str, LabelCap], n: int
 ) -> tuple[Columns, bool]:
-    """Every saved column as one value per shopper; and whether a label value had to become
-    `other` (a smaller --label-cap than when saved)."""
+    """Every saved column, ready to restore; and whether a label value had to become `other`
+    (a smaller --label-cap than when saved)."""
     columns: Columns = {}
     changed = False
-    later: list[str] = []
     for name, kind in saved.items():
         known = COLUMNS.get(name)
         if known is None:
             continue  # a field this version no longer has
         if known[0] != kind:
             raise SnapshotError(f"field {name} is kept as {kind}, not {known[0]}")
-        if kind == TIME:
-            later.append(name)
-            continue
         raw = found[f"col.{name}"]
-        cap = by_name.get(known[1]) if known[1] else None
         if kind == IDS:
             ids = orjson.loads(raw)
             if len(ids) != n:
                 raise SnapshotError(f"{len(ids)} shopper ids for {n} shoppers")
-            columns[name] = ids
+            columns[name] = given(ids)
+        elif kind == TIME:
+            columns[name] = _times(_array("d", raw, n))
         elif kind in (NUMBER, COUNT):
-            columns[name] = _array(_TYPECODES[kind], raw, n).tolist()
+            columns[name] = _numbers(_array(_TYPECODES[kind], raw, n))
         elif kind == FLAG:
-            columns[name] = list(map(_BOOLS.__getitem__, _array("B", raw, n)))
+            columns[name] = _through(_BOOLS, _array("B", raw, n))
         else:
+            cap = by_name.get(known[1]) if known[1] else None
             table, moved = _table(kind, found[f"tab.{name}"], cap)
             changed = changed or moved
-            columns[name] = list(map(table.__getitem__, _array("I", raw, n)))
-    for name in later:
-        times = _array("d", found[f"col.{name}"], n)
-        stamps = columns.get("timestamp") or repeat(math.nan, n)
-        # The same object as the timestamp when equal (as ingest shares it); NaN is None.
-        pairs = zip(times, stamps, strict=False)
-        columns[name] = [t if a == t else (None if a != a else a) for a, t in pairs]
+            columns[name] = _through(table, _array("I", raw, n))
     return columns, changed
+
+
+def given(values: Sequence[Any]) -> Column:
+    """A column of values already made."""
+    return lambda start, end, _: list(values[start:end])
+
+
+def _numbers(view: memoryview[Any]) -> Column:
+    return lambda start, end, _: view[start:end].tolist()
+
+
+def _through(table: Sequence[Any], indexes: memoryview[Any]) -> Column:
+    """A column of positions in a table of the objects to share."""
+    return lambda start, end, _: list(map(table.__getitem__, indexes[start:end]))
+
+
+def _times(view: memoryview[Any]) -> Column:
+    """A float-or-None column: the same object as the timestamp when equal (as ingest shares
+    it); NaN is None."""
+
+    def decode(start: int, end: int, made: dict[str, list[Any]]) -> list[Any]:
+        pairs = zip(view[start:end], made["timestamp"], strict=True)
+        return [t if a == t else (None if a != a else a) for a, t in pairs]
+
+    return decode
 
 
 def _table(kind: str, raw: memoryview, cap: LabelCap | None) -> tuple[list[Any], bool]:
@@ -291,25 +304,39 @@ def load_labels(store: ShopperStore, saved: dict[str, Any]) -> None:
             cap.load(cap_state["values"], cap_state.get("lists", ()), int(cap_state["overflow"]))
 
 
-def place(store: ShopperStore, columns: Columns, online: Iterable[int], n: int) -> None:
-    """Make the shoppers from their columns and put them in the (empty) store, in order."""
-    ids = columns.get("user_id")
-    if ids is None:
+def place(
+    store: ShopperStore, columns: Columns, n: int, order: Sequence[int] | None = None
+) -> None:
+    """Make the shoppers from their columns and put them in the (empty) store, in order; the
+    online ones in `order` (positions) or, by default, in the order of all shoppers."""
+    if "user_id" not in columns:
         raise SnapshotError("the shoppers have no ids")
+    # Timestamps first: action times share their objects.
+    names = sorted(FIELDS, key=lambda name: name == "last_action_time")
     blank = Shopper("")
-    # A field the snapshot predates takes a new shopper's value.
-    rows = zip(
-        *(columns.get(name) or repeat(getattr(blank, name), n) for name in FIELDS), strict=True
-    )
-    made = list(map(object.__new__, repeat(Shopper, n)))
-    _fill(made, rows)
+    made: list[Shopper] = []
+    # In chunks, so that each chunk's new objects are still in the CPU cache when set.
+    for start in range(0, n, _CHUNK):
+        end = min(start + _CHUNK, n)
+        decoded: dict[str, list[Any]] = {}
+        for name in names:
+            column = columns.get(name)
+            # A field the snapshot predates takes a new shopper's value.
+            decoded[name] = (
+                column(start, end, decoded) if column else [getattr(blank, name)] * (end - start)
+            )
+        chunk = list(map(object.__new__, repeat(Shopper, end - start)))
+        _fill(chunk, zip(*(decoded[name] for name in FIELDS), strict=True))
+        made += chunk
     tables = store.tables()
-    tables.shoppers.update(zip(ids, made, strict=True))
+    tables.shoppers.update(zip(map(attrgetter("user_id"), made), made, strict=True))
     if len(tables.shoppers) != n:
         raise SnapshotError("two shoppers have the same id")
-    positions = list(online)
-    online_ids = map(ids.__getitem__, positions)
-    tables.online.update(zip(online_ids, map(made.__getitem__, positions), strict=True))
+    if order is None:
+        online = list(compress(made, map(attrgetter("online"), made)))
+    else:
+        online = list(map(made.__getitem__, order))
+    tables.online.update(zip(map(attrgetter("user_id"), online), online, strict=True))
 
 
 FIELDS: Final = (

@@ -13,8 +13,8 @@ from exporter.snapshot_codec import (
     LIST,
     MINUTES,
     TEXT,
-    Columns,
     caps,
+    given,
     load_labels,
     load_rest,
     load_store,
@@ -50,13 +50,12 @@ def read(state: dict[str, Any], ingestor: Ingestor) -> dict[str, Any]:
         at = fields.index("last_action")
         actions = dict.fromkeys(row[at] for row in rows if row[at] != OTHER)
         caps(store)["last_action"].load(actions, (), 0)
-    columns: Columns = {}
-    for name, values in zip(fields, zip(*rows, strict=True) if rows else (), strict=False):
+    values: dict[str, list[Any]] = {}
+    for name, column in zip(fields, zip(*rows, strict=True) if rows else (), strict=False):
         if name in Shopper.__slots__:
-            columns[name] = list(values)
-    _share(columns, caps(store))
-    online = [i for i, up in enumerate(columns.get("online", ())) if up]
-    place(store, columns, online, len(rows))
+            values[name] = list(column)
+    _share(values, caps(store))
+    place(store, {name: given(column) for name, column in values.items()}, len(rows))
     counters = dict(saved.get("counters", {}))
     for name, attribute in _HISTOGRAMS.items():
         if name in saved.get("histograms", {}):
@@ -75,7 +74,7 @@ def read(state: dict[str, Any], ingestor: Ingestor) -> dict[str, Any]:
     return {"savedAt": state.get("savedAt"), "shoppers": len(rows), "format": FORMAT}
 
 
-def _share(columns: Columns, by_name: dict[str, Any]) -> None:
+def _share(columns: dict[str, list[Any]], by_name: dict[str, Any]) -> None:
     """Values as today's restore shares them (format 1 kept every one apart)."""
     for name, values in columns.items():
         kind, cap_name = COLUMNS.get(name, (None, None))
