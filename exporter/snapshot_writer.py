@@ -101,7 +101,7 @@ class SnapshotWriter:
         read_fd, write_fd = os.pipe()
         parent = os.getpid()
         taken_at = time.time()
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.thread_time()
         # Objects that exist now move to the permanent generation, so that a collection in the
         # parent while the child lives does not write to (and so copy) every page of the state.
         gc.freeze()
@@ -120,6 +120,12 @@ class SnapshotWriter:
             finally:
                 os._exit(70)
         self.status.pause = time.perf_counter() - started
+        log.debug(
+            "snapshot writer %d forked: the service paused %.1f ms (%.1f ms of CPU)",
+            pid,
+            self.status.pause * 1000,
+            (time.thread_time() - cpu) * 1000,
+        )
         os.close(write_fd)
         os.set_blocking(read_fd, False)
         self._child = _Child(pid, read_fd, taken_at, started, loop.create_future())
@@ -159,7 +165,12 @@ class SnapshotWriter:
         try:
             _detach(parent, report_fd)
             size = snapshot.save(self.path, self.ingestor, self.pause)
-            report: dict[str, Any] = {"bytes": size, "memory": _private_memory()}
+            used = os.times()
+            report: dict[str, Any] = {
+                "bytes": size,
+                "memory": _private_memory(),
+                "cpu": used.user + used.system,
+            }
             code = 0
         except BaseException as err:
             report = {"error": _describe(err)}
@@ -201,6 +212,7 @@ class SnapshotWriter:
         self._end(child)
         if code == 0 and "bytes" in report:
             self._succeeded(child.taken_at, duration, int(report["bytes"]), report.get("memory"))
+            log.debug("snapshot writer %d used %.2f s of CPU", child.pid, report.get("cpu", 0))
         elif "error" in report:
             self._failed(str(report["error"]))
         elif code < 0:
@@ -224,6 +236,13 @@ class SnapshotWriter:
         status = self.status
         status.taken_at, status.duration, status.size = taken_at, duration, size
         status.writer_memory = int(memory) if memory is not None else None
+        log.debug(
+            "snapshot to %s: %.1f MiB in %.2f s; the writer held %s MiB of its own",
+            self.path,
+            size / 2**20,
+            duration,
+            "?" if memory is None else f"{int(memory) / 2**20:.0f}",
+        )
         if self._failing:
             log.info("snapshots to %s are written again", self.path)
             self._failing = False
