@@ -88,9 +88,10 @@ class SectionWriter:
                 time.sleep(self._pause)
 
 
-def temp_path(path: Path) -> Path:
-    """Where this process writes before the rename (its pid in the name: never shared)."""
-    return path.with_name(f"{path.name}.tmp-{os.getpid()}")
+def temp_path(path: Path, pid: int | None = None) -> Path:
+    """Where a process (this one by default) writes before the rename: its pid in the name, so
+    two writers never share one."""
+    return path.with_name(f"{path.name}.tmp-{os.getpid() if pid is None else pid}")
 
 
 def leftovers(path: Path) -> list[Path]:

@@ -25,6 +25,7 @@ import orjson
 
 from exporter import snapshot
 from exporter.ingest import Ingestor
+from exporter.snapshot_file import temp_path
 from exporter.status import SnapshotStatus
 
 log = logging.getLogger(__name__)
@@ -142,8 +143,7 @@ class SnapshotWriter:
         self._stop_reading(child)
         with contextlib.suppress(ChildProcessError):
             os.waitpid(child.pid, 0)
-        with contextlib.suppress(OSError):
-            self.path.with_name(f"{self.path.name}.tmp-{child.pid}").unlink()
+        self._remove_temp(child.pid)
         self._end(child)
 
     def save_here(self) -> bool:
@@ -210,6 +210,8 @@ class SnapshotWriter:
             report = {}
         duration = time.perf_counter() - child.started
         self._end(child)
+        if code != 0:
+            self._remove_temp(child.pid)  # a writer killed before it could clean up
         if code == 0 and "bytes" in report:
             self._succeeded(child.taken_at, duration, int(report["bytes"]), report.get("memory"))
             log.debug("snapshot writer %d used %.2f s of CPU", child.pid, report.get("cpu", 0))
@@ -219,6 +221,10 @@ class SnapshotWriter:
             self._failed(f"the writer was killed by signal {-code}")
         else:
             self._failed(f"the writer exited with status {code}")
+
+    def _remove_temp(self, pid: int) -> None:
+        with contextlib.suppress(OSError):
+            temp_path(self.path, pid).unlink()
 
     def _stop_reading(self, child: _Child) -> None:
         with contextlib.suppress(ValueError, RuntimeError):

@@ -276,6 +276,37 @@ async def test_snapshot_is_the_state_at_the_fork_while_ingest_goes_on(tmp_path: 
     assert not leftovers(path)
 
 
+async def test_writer_killed_mid_file_is_a_counted_failure(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A writer killed while writing leaves the last whole snapshot in place, its temporary
+    file is removed, the failure is counted and logged, and the next writer succeeds."""
+    before, clock = busy()
+    path = tmp_path / "state"
+    snapshot.save(path, before)
+    whole = path.read_bytes()
+    status = SnapshotStatus()
+    writer = SnapshotWriter(path, before, status, pause=0.05)
+    assert writer.start()
+    child = writer._child
+    assert child is not None
+    await asyncio.to_thread(wait_until, lambda: leftovers(path))
+    os.kill(child.pid, signal.SIGKILL)
+    with caplog.at_level(logging.ERROR, logger="exporter.snapshot_writer"):
+        await writer.finished()
+    assert status.failures == 1
+    assert "killed by signal 9" in (status.last_error or "")
+    assert "killed by signal 9" in caplog.text
+    assert path.read_bytes() == whole
+    assert not leftovers(path)
+    writer.pause = 0
+    assert writer.start()
+    await writer.finished()
+    assert status.failures == 1
+    assert status.taken_at is not None
+    assert seen(restored(path), clock.now) == seen(before, clock.now)
+
+
 async def test_writer_holds_none_of_the_services_files(tmp_path: Path) -> None:
     """The child keeps only its pipe, its snapshot file and the standard streams: sockets the
     service closes are not held open by it."""
