@@ -117,7 +117,22 @@ class Exporter:
 @dataclass
 class Probe:
     times: list[float] = field(default_factory=list)
+    starts: list[float] = field(default_factory=list)
+    """Wall-clock start of each timed request (to set the slowest beside the forks)."""
     errors: int = 0
+
+    def took(self, started_at: float, seconds: float) -> None:
+        self.starts.append(started_at)
+        self.times.append(seconds)
+
+    def slowest(self, forks: list[float], count: int = 5) -> list[list[float]]:
+        """[ms, seconds since the last fork before it (-1: none)] of the slowest."""
+        worst = sorted(zip(self.times, self.starts, strict=True), reverse=True)[:count]
+        out: list[list[float]] = []
+        for seconds, start in worst:
+            before = [start - f for f in forks if f <= start + seconds]
+            out.append([round(seconds * 1000, 1), round(min(before), 2) if before else -1.0])
+        return out
 
     def describe(self) -> dict[str, float]:
         if not self.times:
@@ -158,7 +173,7 @@ async def probes(base: str, seconds: float, ids: list[str], state: Path) -> dict
             try:
                 async with session.get(base + "/metrics", headers=SCRAPE_HEADERS) as resp:
                     body = await resp.text()
-                scrape.times.append(time.perf_counter() - tick)
+                scrape.took(time.time() - (time.perf_counter() - tick), time.perf_counter() - tick)
                 found = gauges(body)
                 if "taken" in found:
                     snapshots[found["taken"]] = found
@@ -187,7 +202,7 @@ async def probes(base: str, seconds: float, ids: list[str], state: Path) -> dict
                     await resp.read()
                     if resp.status != 200:
                         push.errors += 1
-                push.times.append(time.perf_counter() - tick)
+                push.took(time.time() - (time.perf_counter() - tick), time.perf_counter() - tick)
             except aiohttp.ClientError:
                 push.errors += 1
             i += 1
@@ -200,12 +215,20 @@ async def probes(base: str, seconds: float, ids: list[str], state: Path) -> dict
     ):
         await asyncio.gather(scraper(one), pusher(two))
     return {
+        "probes": (scrape, push),
         "scrape": scrape.describe(),
         "push": push.describe(),
         "errors": scrape.errors + push.errors,
         "snapshots": sorted(snapshots.values(), key=lambda s: s["taken"]),
         "files_written": len(written) - 1,
     }
+
+
+def fork_times(log: Path) -> list[float]:
+    """When each writer was forked (wall clock, from the writer's debug lines)."""
+    pattern = r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) DEBUG \S+: snapshot writer \d+ forked"
+    found = re.findall(pattern, log.read_text(errors="replace"), re.MULTILINE)
+    return [time.mktime(time.strptime(at, "%Y-%m-%d %H:%M:%S")) + int(n) / 1000 for at, n in found]
 
 
 def fork_cpu(log: Path) -> list[float]:
@@ -253,6 +276,10 @@ def run_one(code: Path, label: str, size: int, seconds: float, work: Path) -> di
     out["restored_line"] = restored_line(log)
     out["rss_after"] = second.rss()
     out["snapshotting"] = asyncio.run(probes(second.base, seconds, ids, state))
+    forks = sorted({s["taken"] for s in out["snapshotting"]["snapshots"]} | set(fork_times(log)))
+    for phase in ("control", "snapshotting"):
+        scrapes, pushes = out[phase].pop("probes")
+        out[phase]["slowest"] = {"scrape": scrapes.slowest(forks), "push": pushes.slowest(forks)}
     out["file_bytes_after"] = state.stat().st_size if state.exists() else 0
     out["fork_cpu_ms"] = fork_cpu(log)
     out["writer_cpu_s"] = writer_cpu(log)
@@ -324,6 +351,11 @@ def table(results: list[dict[str, Any]]) -> str:
     rows.append("")
     for r in results:
         rows.append(f"- {r['code']} {r['size']:,}: `{r['restored_line'].strip()}`")
+    rows.append("")
+    rows.append("Slowest probes while snapshots ran: [ms, s since the last fork] (-1: none yet)")
+    for r in results:
+        slow = r["snapshotting"]["slowest"]
+        rows.append(f"- {r['code']} {r['size']:,}: scrape {slow['scrape']}, push {slow['push']}")
     return "\n".join(rows)
 
 
