@@ -24,8 +24,11 @@ import orjson
 from exporter import __version__
 from exporter.ingest import Ingestor
 from exporter.labels import LabelCap
+from exporter.reported import tally_of
+from exporter.shopper import NO_TIME
 from exporter.snapshot_file import SectionWriter, SnapshotError
-from exporter.store import _NO_TIME, FUNNEL_STAGES, Histogram, Recent, Shopper, ShopperStore
+from exporter.store import Shopper, ShopperStore
+from exporter.tallies import FUNNEL_STAGES, Histogram, Recent
 
 IDS: Final = "ids"
 """The shopper's key, one JSON list."""
@@ -45,12 +48,15 @@ LIST: Final = "list"
 """Tuples of label values through a table, shared through the label cap."""
 MINUTES: Final = "minutes"
 """featureTime mappings through a table of the distinct ones."""
+TALLY: Final = "tally"
+"""Tuples of integers (or None) through a table of the distinct ones."""
 
 COLUMNS: Final[dict[str, tuple[str, str | None]]] = {
     "user_id": (IDS, None),
     "activity": (TEXT, "activity"),
     "cart_open": (FLAG, None),
     "cart_value": (SHARED, None),
+    "changed": (COUNT, None),
     "clicks": (COUNT, None),
     "coupons": (COUNT, None),
     "dashboards_viewed": (COUNT, None),
@@ -64,14 +70,15 @@ COLUMNS: Final[dict[str, tuple[str, str | None]]] = {
     "last_action": (TEXT, "last_action"),
     "last_action_time": (TIME, None),
     "last_order_at": (SHARED, None),
-    "last_order_id": (TEXT, None),
     "location": (TEXT, "location"),
     "membership": (TEXT, "membership"),
     "online": (FLAG, None),
+    "order_ids": (LIST, None),
     "page_views": (COUNT, None),
     "products_viewed": (COUNT, None),
     "queries_run": (COUNT, None),
     "received": (SHARED, None),
+    "reported": (TALLY, None),
     "reports_created": (COUNT, None),
     "scroll_depth": (SHARED, None),
     "searches": (COUNT, None),
@@ -123,10 +130,12 @@ def write(out: SectionWriter, ingestor: Ingestor, saved_at: float) -> None:
         kinds[name] = kind
         _write_column(out, name, kind, map(attrgetter(name), shoppers))
     online = compress(shoppers, map(attrgetter("online"), shoppers))
-    if list(map(id, online)) != list(map(id, tables.online.values())):
+    queued = list(tables.online.newest())
+    queued.reverse()
+    if list(map(id, online)) != list(map(id, queued)):
         # The online shoppers are not in the order of the others: keep their order explicitly.
         position = {id(shopper): i for i, shopper in enumerate(shoppers)}
-        order = array("I", (position[id(shopper)] for shopper in tables.online.values()))
+        order = array("I", (position[id(shopper)] for shopper in queued))
         out.section("online", order)
     out.section(
         "layout",
@@ -179,6 +188,7 @@ def _store_state(store: ShopperStore) -> dict[str, Any]:
             name: {"values": cap.values(), "lists": cap.shared_lists(), "overflow": cap.overflow}
             for name, cap in caps(store).items()
         },
+        "capacity": {"evicted": store.capacity.evicted, "refused": store.capacity.refused},
         "lastUpdate": store.last_update,
     }
 
@@ -289,9 +299,11 @@ def _table(kind: str, raw: memoryview, cap: LabelCap | None) -> tuple[list[Any],
             return [tuple(items) for items in table], False
         lists = [cap.known_many(items) for items in table]
         return lists, any(list(a) != b for a, b in zip(lists, table, strict=True))
+    if kind == TALLY:
+        return [tally_of(items) for items in table], False
     if kind == MINUTES:
         known = cap.known if cap is not None else str
-        return [{known(k): v for k, v in pairs} if pairs else _NO_TIME for pairs in table], False
+        return [{known(k): v for k, v in pairs} if pairs else NO_TIME for pairs in table], False
     raise SnapshotError(f"unknown column kind {kind}")
 
 
@@ -336,7 +348,12 @@ def place(
         online = list(compress(made, map(attrgetter("online"), made)))
     else:
         online = list(map(made.__getitem__, order))
-    tables.online.update(zip(map(attrgetter("user_id"), online), online, strict=True))
+    for shopper in online:
+        tables.online.push(shopper)
+    # Offline shoppers wait to make room in the order they were last seen, as after an idle sweep.
+    for shopper in made:
+        if not shopper.online:
+            store.capacity.idled(shopper)
 
 
 FIELDS: Final = Shopper.__slots__
@@ -354,6 +371,7 @@ def _fill(made: list[Shopper], rows: Iterator[tuple[Any, ...]]) -> None:
             shopper.activity,
             shopper.cart_open,
             shopper.cart_value,
+            shopper.changed,
             shopper.clicks,
             shopper.coupons,
             shopper.dashboards_viewed,
@@ -367,14 +385,15 @@ def _fill(made: list[Shopper], rows: Iterator[tuple[Any, ...]]) -> None:
             shopper.last_action,
             shopper.last_action_time,
             shopper.last_order_at,
-            shopper.last_order_id,
             shopper.location,
             shopper.membership,
             shopper.online,
+            shopper.order_ids,
             shopper.page_views,
             shopper.products_viewed,
             shopper.queries_run,
             shopper.received,
+            shopper.reported,
             shopper.reports_created,
             shopper.scroll_depth,
             shopper.searches,
@@ -419,7 +438,11 @@ def load_store(store: ShopperStore, state: dict[str, Any], *, recount: bool) -> 
         current = getattr(store, name, None)
         if isinstance(current, Recent):
             current.restore(window)
+    capacity = state.get("capacity", {})
+    store.capacity.evicted = int(capacity.get("evicted", 0))
+    store.capacity.refused = int(capacity.get("refused", 0))
     store.last_update = state.get("lastUpdate")
+    store.fit()
 
 
 def load_rest(ingestor: Ingestor, log_state: dict[str, Any], ingest: dict[str, Any]) -> None:

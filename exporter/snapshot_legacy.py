@@ -7,11 +7,14 @@ from typing import Any
 
 from exporter.ingest import Ingestor
 from exporter.labels import OTHER
+from exporter.reported import tally_of
+from exporter.shopper import NO_TIME, Shopper
 from exporter.snapshot_codec import (
     COLUMNS,
     FLAG,
     LIST,
     MINUTES,
+    TALLY,
     TEXT,
     caps,
     given,
@@ -21,7 +24,6 @@ from exporter.snapshot_codec import (
     place,
 )
 from exporter.snapshot_file import SnapshotError, UnsupportedVersionError
-from exporter.store import _NO_TIME, Shopper
 
 FORMAT = 1
 _HISTOGRAMS = {"session_duration": "session_duration", "order_value": "order_value_hist"}
@@ -52,7 +54,7 @@ def read(state: dict[str, Any], ingestor: Ingestor) -> dict[str, Any]:
         caps(store)["last_action"].load(actions, (), 0)
     values: dict[str, list[Any]] = {}
     for name, column in zip(fields, zip(*rows, strict=True) if rows else (), strict=False):
-        if name in Shopper.__slots__:
+        if name in Shopper.__slots__ or name == "last_order_id":
             values[name] = list(column)
     _share(values, caps(store))
     place(store, {name: given(column) for name, column in values.items()}, len(rows))
@@ -92,10 +94,14 @@ def _share(columns: dict[str, list[Any]], by_name: dict[str, Any]) -> None:
             known = cap.known if cap is not None else str
             # Older snapshots hold [name, minutes] pairs, newer ones an object: dict() takes both.
             columns[name] = [
-                {known(k): float(m) for k, m in dict(v).items()} if v else _NO_TIME for v in values
+                {known(k): float(m) for k, m in dict(v).items()} if v else NO_TIME for v in values
             ]
         elif kind == FLAG:
             columns[name] = [bool(v) for v in values]
+        elif kind == TALLY:
+            columns[name] = [tally_of(v) for v in values]
+    if "last_order_id" in columns:  # before a shopper kept their last few order ids
+        columns["order_ids"] = [() if v is None else (v,) for v in columns.pop("last_order_id")]
     if "last_order_at" in columns:  # JSON has no -inf
         columns["last_order_at"] = [-math.inf if v is None else v for v in columns["last_order_at"]]
     if "last_action_time" in columns and "timestamp" in columns:

@@ -6,9 +6,12 @@ fixture with the code of that time: it only calls what both formats' code has.
 
 from __future__ import annotations
 
+import tempfile
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+from exporter import snapshot
 from exporter.eventlog import EventLog, Hub
 from exporter.ingest import Ingestor
 from exporter.settings import Settings
@@ -48,6 +51,15 @@ def make_ingestor(settings: Settings = SETTINGS, clock: Clock | None = None) -> 
     store = ShopperStore(settings)
     log = EventLog(settings.event_log_size)
     return Ingestor(settings, store, log, Hub(), clock=clock or Clock())
+
+
+def restarted(store: ShopperStore, settings: Settings) -> ShopperStore:
+    """The store as a service with `settings` holds it after saving it to a snapshot file and
+    restoring that file."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "state.snap"
+        snapshot.save(path, Ingestor(store.settings, store, EventLog(), Hub()))
+        return snapshot.load(path, lambda: make_ingestor(settings)).ingestor.store
 
 
 def fill(ingestor: Ingestor, clock: Clock) -> None:

@@ -19,7 +19,8 @@ from exporter.eventlog import EventLog, Hub
 from exporter.ingest import Ingestor
 from exporter.model import BodyError, parse_json
 from exporter.settings import Settings
-from exporter.store import Histogram, Shopper, ShopperStore
+from exporter.store import Shopper, ShopperStore
+from exporter.tallies import Histogram
 
 from support import IN_CI, brief_example, run_exporter
 
