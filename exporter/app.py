@@ -43,8 +43,9 @@ from exporter.keys import (
 )
 from exporter.loki.routes import setup_loki
 from exporter.settings import Settings
+from exporter.snapshot_writer import SnapshotWriter
 from exporter.sources import setup_sources
-from exporter.status import ServiceStatus
+from exporter.status import ServiceStatus, SnapshotStatus
 from exporter.store import ShopperStore
 
 log = logging.getLogger(__name__)
@@ -83,25 +84,22 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _snapshots(app: web.Application) -> AsyncIterator[None]:
-    """Save the state every snapshot interval and once more on the way out."""
-    settings, ingestor = app[SETTINGS], app[INGESTOR]
-    if settings.state_file is None:
+    """Snapshot the state every interval without stopping the service, and once more on the way
+    out."""
+    settings, ingestor, status = app[SETTINGS], app[INGESTOR], app[STATUS]
+    if settings.state_file is None or status.snapshot is None:
         yield
         return
-    path = Path(settings.state_file)
-    loop = asyncio.get_running_loop()
-
-    async def save() -> None:
-        # Captured on the loop (consistent), encoded and written off it.
-        await loop.run_in_executor(None, snapshot.save, path, snapshot.capture(ingestor))
-
-    task = asyncio.create_task(_every(settings.snapshot_interval, save, "snapshot"))
+    writer = SnapshotWriter(Path(settings.state_file), ingestor, status.snapshot)
+    task = asyncio.create_task(writer.run(settings.snapshot_interval))
     yield
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
-    await save()
-    log.info("state saved to %s", path)
+    # The state stops changing now: write it here, in place of a writer still at an older one.
+    writer.close()
+    if writer.save_here():
+        log.info("state saved to %s", settings.state_file)
 
 
 async def _close_streams(app: web.Application) -> None:
@@ -146,9 +144,12 @@ def create_app(settings: Settings) -> web.Application:
     def fresh() -> Ingestor:
         return Ingestor(settings, ShopperStore(settings), EventLog(settings.event_log_size), hub)
 
-    ingestor = (
-        fresh() if settings.state_file is None else snapshot.load(Path(settings.state_file), fresh)
-    )
+    if settings.state_file is None:
+        ingestor = fresh()
+    else:
+        restored = snapshot.load(Path(settings.state_file), fresh)
+        ingestor = restored.ingestor
+        status.snapshot = SnapshotStatus(taken_at=restored.taken_at)
     store, event_log = ingestor.store, ingestor.log
     app[SETTINGS] = settings
     app[STORE] = store

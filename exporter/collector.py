@@ -91,6 +91,7 @@ class ShopperCollector(Collector):
         yield from self._activity()
         yield from self._ingest()
         yield from self._service()
+        yield from self._snapshots()
         self.last_duration = time.perf_counter() - started
         yield _gauge(
             "shopper_exporter_scrape_duration_seconds",
@@ -287,6 +288,42 @@ class ShopperCollector(Collector):
             "Events dropped because the forwarding backlog was full.",
             status.forward_dropped,
         )
+
+    def _snapshots(self) -> Iterator[Metric]:
+        snap = self.status.snapshot
+        if snap is None:
+            return  # no --state-file
+        yield _counter(
+            "shopper_exporter_snapshot_failures",
+            "Snapshots that could not be written (the last whole one stays in place).",
+            snap.failures,
+        )
+        for name, doc, value in (
+            (
+                "shopper_exporter_last_snapshot_timestamp_seconds",
+                "When the state in the last whole snapshot was taken.",
+                snap.taken_at,
+            ),
+            (
+                "shopper_exporter_snapshot_duration_seconds",
+                "Time the last snapshot took, from taking the state to the file in place.",
+                snap.duration,
+            ),
+            ("shopper_exporter_snapshot_bytes", "Size of the last snapshot.", snap.size),
+            (
+                "shopper_exporter_snapshot_pause_seconds",
+                "Time the service stopped to take the last snapshot's state (the fork).",
+                snap.pause,
+            ),
+            (
+                "shopper_exporter_snapshot_writer_memory_bytes",
+                "Memory the last snapshot writer held of its own at its end (pages copied on "
+                "write while it ran, and its buffers).",
+                snap.writer_memory,
+            ),
+        ):
+            if value is not None:
+                yield _gauge(name, doc, value)
 
 
 def build_registry(collector: ShopperCollector) -> CollectorRegistry:

@@ -63,3 +63,35 @@ class LabelCap:
     def values(self) -> list[str]:
         """Values admitted so far."""
         return list(self._seen)
+
+    def shared_lists(self) -> list[tuple[str, ...]]:
+        """Lists shared so far (by `many`), in the order they came."""
+        return list(self._sets)
+
+    def load(self, values: Iterable[str], lists: Iterable[Iterable[str]], overflow: int) -> None:
+        """Take back what a snapshot saved (into an empty cap): values and shared lists in their
+        order, as many as the cap holds, and the overflow count."""
+        for value in values:
+            if value and len(self._seen) < self.cap:
+                self._seen.setdefault(value, value)
+        for items in lists:
+            shared = tuple(map(self.known, items))
+            if len(self._sets) < self.cap:
+                self._sets.setdefault(shared, shared)
+        self.overflow = overflow
+
+    def known(self, value: str) -> str:
+        """The stored object for a value already through the cap (restores share it this way):
+        an admitted value, `other`, `unknown` or the empty string. A value the cap does not hold
+        (saved with a larger cap) becomes `other`, without counting it again."""
+        found = self._seen.get(value)
+        if found is not None:
+            return found
+        if not value:
+            return ""
+        return UNKNOWN if value == UNKNOWN else OTHER
+
+    def known_many(self, values: Iterable[str]) -> tuple[str, ...]:
+        """`known` for a list, as the one shared tuple when the cap shares it."""
+        shared = tuple(map(self.known, values))
+        return self._sets.get(shared, shared)

@@ -1,113 +1,104 @@
-"""Restart safety: periodic atomic snapshots of the state, restored at start.
+"""Restart safety: the state saved whole to one file, and read back into a fresh service at start.
 
 A snapshot holds the shoppers, the counters (so Prometheus sees them carry on, not reset), the
-label caps, the recent-window buckets and the event log. It is written to a temporary file,
-fsynced, and renamed over the previous one, so a crash leaves either the old or the new snapshot.
+label caps, the aggregates, the recent-window buckets, the event log and the ingest counters, all
+as they were at one instant (exporter.snapshot_writer takes that instant without stopping the
+service). Its format is exporter.snapshot_file's; format-1 files are still read. A file that
+cannot be used is kept aside under another name, the reason is logged, and the service starts
+empty.
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
-from exporter.eventlog import EventLog
+from exporter import snapshot_codec, snapshot_legacy
 from exporter.ingest import Ingestor
+from exporter.snapshot_file import SnapshotError, is_snapshot, leftovers, sections, write_atomic
 
-FORMAT = 1
 log = logging.getLogger(__name__)
 
 
-class SnapshotError(Exception):
-    """A snapshot file that cannot be used."""
+class Restored(NamedTuple):
+    """What `load` found: the ingestor holding it, when it was taken and its size."""
+
+    ingestor: Ingestor
+    taken_at: float | None
+    size: int
 
 
-def capture(ingestor: Ingestor) -> dict[str, Any]:
-    """The whole state as plain data (runs on the loop, so it is consistent)."""
-    return {
-        "format": FORMAT,
-        "savedAt": time.time(),
-        "store": ingestor.store.export_state(),
-        "eventLog": ingestor.log.export_state(),
-        "received": ingestor.received,
-        "rejected": [[t, r, n] for (t, r), n in ingestor.rejected.items()],
-    }
+def save(path: Path, ingestor: Ingestor, pause: float = 0.0) -> int:
+    """Write the state now, in this process (the state must not change meanwhile); its size."""
+    taken_at = time.time()
+    return write_atomic(path, lambda out: snapshot_codec.write(out, ingestor, taken_at), pause)
 
 
-def restore(ingestor: Ingestor, state: dict[str, Any]) -> None:
-    """Load a captured state into a fresh ingestor, its store and its log."""
-    if state.get("format") != FORMAT:
-        raise SnapshotError(f"unknown snapshot format {state.get('format')!r}")
-    ingestor.store.import_state(state["store"])
-    log_state = state["eventLog"]
-    event_log: EventLog = ingestor.log
-    event_log.import_state(log_state)
-    ingestor.received.update({str(k): int(v) for k, v in state.get("received", {}).items()})
-    for transport, reason, n in state.get("rejected", []):
-        ingestor.rejected[(str(transport), str(reason))] = int(n)
-
-
-def write_atomic(path: Path, payload: bytes) -> None:
-    """Write, fsync, rename, fsync the folder: the file is always a whole snapshot."""
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as f:
-        f.write(payload)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
-def read(path: Path) -> dict[str, Any] | None:
-    """The snapshot at `path`, None if there is none; a corrupt one is moved aside and reported."""
-    if not path.exists():
-        return None
-    try:
-        state = orjson.loads(path.read_bytes())
-        if not isinstance(state, dict) or state.get("format") != FORMAT:
-            raise SnapshotError("not a snapshot of this service")
-        return state
-    except (orjson.JSONDecodeError, SnapshotError, OSError) as err:
-        aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
-        path.replace(aside)
-        raise SnapshotError(f"{path} is unreadable ({err}); kept as {aside}") from None
-
-
-def load(path: Path, fresh: Callable[[], Ingestor]) -> Ingestor:
+def load(path: Path, fresh: Callable[[], Ingestor]) -> Restored:
     """A fresh ingestor holding the snapshot at `path`; empty (file kept aside) if unusable."""
+    for tmp in leftovers(path):
+        log.warning("removing %s, left by a snapshot writer that did not finish", tmp)
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+    if not path.exists():
+        log.info("no snapshot at %s; starting empty", path)
+        return Restored(fresh(), None, 0)
+    started, cpu = time.perf_counter(), time.process_time()
+    collecting = gc.isenabled()
+    # Millions of new objects, none of them garbage: collections would only rescan them.
+    gc.disable()
     ingestor = fresh()
     try:
-        state = read(path)
-        if state is None:
-            log.info("no snapshot at %s; starting empty", path)
-            return ingestor
-        restore(ingestor, state)
+        data = path.read_bytes()
+        meta = _read(data, ingestor)
     except SnapshotError as err:
-        log.error("%s; starting empty", err)
-        return fresh()
-    except (KeyError, TypeError, ValueError, IndexError) as err:
-        aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
-        path.replace(aside)
-        log.error("snapshot %s does not fit (%r); kept as %s; starting empty", path, err, aside)
-        return fresh()
+        _set_aside(path, err.suffix, f"{path} cannot be used: {err}")
+        return Restored(fresh(), None, 0)
+    except (OSError, KeyError, TypeError, ValueError, IndexError) as err:
+        _set_aside(path, "corrupt", f"{path} is unreadable or does not fit ({err!r})")
+        return Restored(fresh(), None, 0)
+    finally:
+        if collecting:
+            gc.enable()
     log.info(
-        "restored %d shoppers and %d events from %s",
+        "restored %d shoppers and %d events from %s (%.1f MiB) in %.2f s (%.2f s of CPU)",
         len(ingestor.store),
         len(ingestor.log),
         path,
+        len(data) / 2**20,
+        time.perf_counter() - started,
+        time.process_time() - cpu,
     )
-    return ingestor
+    taken_at = meta.get("savedAt")
+    return Restored(ingestor, float(taken_at) if taken_at is not None else None, len(data))
 
 
-def save(path: Path, state: dict[str, Any]) -> None:
-    """Encode and write a captured state (safe to run in a worker thread)."""
-    write_atomic(path, orjson.dumps(state))
+def _read(data: bytes, ingestor: Ingestor) -> dict[str, Any]:
+    if is_snapshot(data):
+        return snapshot_codec.read(sections(data), ingestor)
+    if data[:1] == b"{":
+        try:
+            state = orjson.loads(data)
+        except orjson.JSONDecodeError as err:
+            raise SnapshotError(f"not JSON ({err})") from None
+        if not isinstance(state, dict):
+            raise SnapshotError("not a snapshot of this service")
+        return snapshot_legacy.read(state, ingestor)
+    raise SnapshotError("not a snapshot of this service")
+
+
+def _set_aside(path: Path, suffix: str, reason: str) -> None:
+    aside = path.with_name(f"{path.name}.{suffix}-{int(time.time())}")
+    try:
+        path.replace(aside)
+    except OSError as err:
+        log.error("%s; could not keep it aside (%s); starting empty", reason, err)
+        return
+    log.error("%s; kept as %s; starting empty", reason, aside)

@@ -17,6 +17,23 @@ class SourceStatus:
 
 
 @dataclass(slots=True)
+class SnapshotStatus:
+    """Snapshots to the state file: the last whole one, and the failures."""
+
+    taken_at: float | None = None
+    """When the state in the last whole snapshot was taken, seconds since the epoch."""
+    duration: float | None = None
+    """Seconds from taking the state to the snapshot being in place."""
+    size: int | None = None
+    pause: float | None = None
+    """Seconds the service stopped to take the state (the fork)."""
+    writer_memory: int | None = None
+    """Memory of its own the last writer held at its end: pages copied on write, buffers."""
+    failures: int = 0
+    last_error: str | None = None
+
+
+@dataclass(slots=True)
 class ServiceStatus:
     """Shared, loop-owned counters that the collector and the health endpoints read."""
 
@@ -26,6 +43,8 @@ class ServiceStatus:
     forward_sent: int = 0
     forward_dropped: int = 0
     forward_failures: int = 0
+    snapshot: SnapshotStatus | None = None
+    """Set when the state is kept in a file."""
 
     def source(self, name: str) -> SourceStatus:
         """The status record of a source, created on first use."""

@@ -11,7 +11,7 @@ import math
 import operator
 from collections.abc import Mapping
 from itertools import islice
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from exporter import events as ev
 from exporter import outcomes, reported
@@ -34,6 +34,14 @@ _STAGE_BITS: Final = dict(zip(FUNNEL_STAGES, (_BROWSING, _CART, _CHECKOUT, _ORDE
 CHECKOUT_ACTIVITY: Final = "checkout"
 CHECKOUT_FEATURE: Final = "Checkout"
 """The activity an explicit checkout_started moves a shopper to, as the brief spells it."""
+
+
+class StoreTables(NamedTuple):
+    """A store's shoppers (by last arrival), the queue of online ones and its last-action cap."""
+
+    shoppers: dict[str, Shopper]
+    online: SeenQueue
+    actions: LabelCap
 
 
 _Share = tuple[str, str, str, str, int, int, int]
@@ -396,89 +404,24 @@ class ShopperStore:
 
     # ----- snapshots ------------------------------------------------------------------------
 
-    def export_state(self) -> dict[str, Any]:
-        """Everything needed to carry on after a restart, as plain JSON-able data."""
-        fields = Shopper.__slots__
-        rows = []
-        for shopper in self._shoppers.values():
-            row = [getattr(shopper, f) for f in fields]
-            rows.append(row)
-        c = self.counters
-        return {
-            "fields": list(fields),
-            "shoppers": rows,
-            "counters": {
-                name: getattr(c, name)
-                for name in c.__dataclass_fields__
-                if name not in ("session_duration", "order_value_hist")
-            },
-            "histograms": {
-                "session_duration": c.session_duration.state(),
-                "order_value": c.order_value_hist.state(),
-            },
-            "recent": {
-                "orders": self.orders_recent.state(),
-                "order_value": self.order_value_recent.state(),
-                "abandonments": self.abandonments_recent.state(),
-                "events": self.events_recent.state(),
-            },
-            "labels": {name: cap.values() for name, cap in self.labels.items()},
-            "overflow": {name: cap.overflow for name, cap in self.labels.items()},
-            "lastUpdate": self.last_update,
-        }
+    def tables(self) -> StoreTables:
+        """What snapshots read, and fill in an empty store: the shoppers and the online ones by
+        last arrival, and the last-action cap (the other state is public)."""
+        return StoreTables(self._shoppers, self._online, self._actions)
 
-    def import_state(self, state: dict[str, Any]) -> None:
-        """Replace this (empty) store's contents with an exported state."""
-        for name, values in state.get("labels", {}).items():
-            cap = self.labels.get(name)
-            if cap is not None:
-                for value in values:
-                    cap(value)
-                cap.overflow = int(state.get("overflow", {}).get(name, 0))
-        fields = state["fields"]
-        for row in state["shoppers"]:
-            shopper = Shopper("")
-            for name, value in zip(fields, row, strict=True):
-                if name in Shopper.__slots__:
-                    setattr(shopper, name, value)
-            shopper.features_used = self.labels["activity"].many(shopper.features_used)
-            # Older snapshots hold [name, minutes] pairs, newer ones an object: dict() takes both.
-            shopper.feature_time = dict(shopper.feature_time)
-            if shopper.last_order_at is None:  # JSON has no -inf
-                shopper.last_order_at = -math.inf
-            shopper.order_ids = tuple(shopper.order_ids)
-            if shopper.reported is not None:
-                shopper.reported = reported.tally_of(shopper.reported)
-            self._shoppers[shopper.user_id] = shopper
+    def recount(self) -> None:
+        """Rebuild the aggregates from the online shoppers (after a restore that had none)."""
+        self.aggregates = Aggregates()
+        for shopper in self._shoppers.values():
             if shopper.online:
-                self._online.push(shopper)
                 self._deposit(shopper)
-            else:
-                self.capacity.idled(shopper)
-        # A snapshot from a run with a higher --max-shoppers keeps those seen most recently.
-        while self.capacity.full(len(self._shoppers) - 1) and self._shoppers:
+
+    def fit(self) -> None:
+        """Forget shoppers beyond --max-shoppers, offline ones unseen longest first, then the
+        oldest (a snapshot from a run with a higher --max-shoppers keeps the latest seen)."""
+        while self._shoppers and self.capacity.full(len(self._shoppers) - 1):
             if not self._make_room():
                 self.erase(next(iter(self._shoppers)))
-        c = self.counters
-        for name, value in state.get("counters", {}).items():
-            if hasattr(c, name):
-                setattr(c, name, value)
-        c.funnel = {stage: int(c.funnel.get(stage, 0)) for stage in FUNNEL_STAGES}
-        hist = state.get("histograms", {})
-        if "session_duration" in hist:
-            c.session_duration.restore(hist["session_duration"])
-        if "order_value" in hist:
-            c.order_value_hist.restore(hist["order_value"])
-        recent = state.get("recent", {})
-        for key, window in (
-            ("orders", self.orders_recent),
-            ("order_value", self.order_value_recent),
-            ("abandonments", self.abandonments_recent),
-            ("events", self.events_recent),
-        ):
-            if key in recent:
-                window.restore(recent[key])
-        self.last_update = state.get("lastUpdate")
 
     # ----- the rules -----------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from snapshot_shapes import restarted
 
 from exporter.capacity import Capacity
 from exporter.lastseen import SLACK, SeenQueue
@@ -212,12 +213,27 @@ class TestOnTheWire:
 def test_a_snapshot_over_a_lower_cap_keeps_those_seen_last() -> None:
     """Restored into a service with a lower --max-shoppers, a state keeps at most the cap:
     offline shoppers go first, then those seen longest ago."""
-    import orjson
-
     big = ShopperStore(Settings(max_shoppers=10))
     for i in range(6):
         big.apply(update(f"u{i}", T0 + i, isActive=i % 2 == 0), T0 + i)
-    small = ShopperStore(Settings(max_shoppers=2))
-    small.import_state(orjson.loads(orjson.dumps(big.export_state())))
+    small = restarted(big, Settings(max_shoppers=2))
     assert [s.user_id for s in small.newest(limit=10)] == ["u4", "u2"]
     assert small.aggregates.active == 2
+
+
+def test_a_restart_keeps_who_makes_room_next_and_the_eviction_count() -> None:
+    """After a snapshot and restore, a full store still forgets the offline shopper seen least
+    recently, and the evicted count carries on from where it was."""
+    settings = Settings(max_shoppers=3)
+    before = ShopperStore(settings)
+    before.apply(update("a", T0, isActive=False), T0)
+    before.apply(update("b", T0 + 1), T0 + 1)
+    before.apply(update("c", T0 + 2, isActive=False), T0 + 2)
+    before.apply(update("d", T0 + 3), T0 + 3)  # forgets a
+    assert before.capacity.evicted == 1
+    after = restarted(before, settings)
+    assert after.capacity.evicted == 1
+    assert isinstance(after.apply(update("e", T0 + 4), T0 + 4), list)
+    assert [s for s in ("b", "c", "d", "e") if s in after] == ["b", "d", "e"]
+    assert after.capacity.evicted == 2
+    assert after.aggregates.active == 3

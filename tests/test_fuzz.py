@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -18,7 +19,8 @@ from exporter.eventlog import EventLog, Hub
 from exporter.ingest import Ingestor
 from exporter.model import BodyError, parse_json
 from exporter.settings import Settings
-from exporter.store import ShopperStore
+from exporter.store import Shopper, ShopperStore
+from exporter.tallies import Histogram
 
 from support import IN_CI, brief_example, run_exporter
 
@@ -89,7 +91,23 @@ def _fed(body: Any, kind: str, *, from_bytes: bool) -> tuple[Any, dict[str, Any]
     except BodyError as err:
         reply = (err.reason, str(err))
     logged = [row[2:] for row in ingestor.log.export_state()["events"]]  # without ids and times
-    return reply, ingestor.store.export_state(), logged
+    return reply, _held(ingestor.store), logged
+
+
+def _held(store: ShopperStore) -> Any:
+    """What a store holds, as plain data: shoppers' fields, counters, aggregates and caps."""
+    counters = store.counters
+    return (
+        [[getattr(s, f) for f in Shopper.__slots__] for s in store.tables().shoppers.values()],
+        {
+            f.name: value.state() if isinstance(value, Histogram) else value
+            for f in dataclasses.fields(counters)
+            for value in [getattr(counters, f.name)]
+        },
+        dataclasses.asdict(store.aggregates),
+        {name: (cap.values(), cap.overflow) for name, cap in store.labels.items()},
+        store.last_update,
+    )
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from snapshot_shapes import restarted
 
 from exporter.model import ShopperEventIn, ShopperUpdate
 from exporter.orders import KEPT_IDS, PHRASE_ORDER, OrderRules
@@ -151,3 +152,19 @@ async def test_repeated_orders_are_counted_logged_streamed_and_listed_once(
             _, _, listed = http_request(f"{base}/api/shoppers/{user}/events")
             kinds = [e["type"] for e in listed["events"]]
             assert kinds.count("order_completed") == 1, (user, kinds)
+
+
+def test_order_ids_survive_a_restart() -> None:
+    """An order id counted before a snapshot is still the same order after the restore."""
+    settings = Settings()
+    before = ShopperStore(settings)
+    before.apply(update(T0, isActive=True), T0)
+    before.apply_event(order(T0 + 1, "o1"), T0 + 1)
+    assert before.counters.orders == 1
+    after = restarted(before, settings)
+    one = after.get("s1")
+    assert one is not None
+    assert one.order_ids == ("o1",)
+    repeated = after.apply_event(order(T0 + 2, "o1"), T0 + 2)
+    assert not isinstance(repeated, list) or not repeated
+    assert after.counters.orders == 1

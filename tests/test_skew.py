@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 import pytest
+from snapshot_shapes import restarted
 
 from exporter import snapshot
 from exporter.eventlog import EventLog, Hub
@@ -100,8 +101,7 @@ class TestRule:
         old = ShopperStore(lax)
         future_at = T0 + 10 * 365 * 86400
         old.apply(update_at("a", future_at, pageViews=9, itemsInCart=2, cartValue=5), future_at)
-        store = ShopperStore(Settings())
-        store.import_state(orjson.loads(orjson.dumps(old.export_state())))
+        store = restarted(old, Settings())
         healed = store.apply(update_at("a", T0, pageViews=10), T0)
         assert isinstance(healed, list)
         state = store.get("a")
@@ -189,7 +189,7 @@ class TestOnTheWire:
         ingestor = Ingestor(lax, ShopperStore(lax), EventLog(), Hub())
         ingestor.ingest(shopper("pat", timestamp=FAR, pageViews=40), "http")
         state_file = tmp_path / "state.json"
-        snapshot.save(state_file, snapshot.capture(ingestor))
+        snapshot.save(state_file, ingestor)
         with run_exporter(tmp_path, "--state-file", str(state_file)) as proc:
             status, _, view = http_request(proc.base_url + "/api/shoppers/pat")
             assert status == 200
