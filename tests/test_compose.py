@@ -77,6 +77,7 @@ def test_exporter_and_demo_share_the_built_image() -> None:
         "40",
     ]
     assert demo["depends_on"]["exporter"]["condition"] == "service_healthy"
+    assert demo["environment"]["SHOPPER_DEMO_SPEED"] == "10"  # fills the dashboards in minutes
     assert {"published": 9462, "target": 9462} in [
         {k: v for k, v in port.items() if k in {"published", "target"}}
         for port in exporter["ports"]

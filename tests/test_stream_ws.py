@@ -223,9 +223,11 @@ class TestPusher:
 
     async def test_demo_pushes_over_a_websocket(self, server: TestServer) -> None:
         """`shopper-exporter demo --transport ws` streams its traffic through /ws."""
+        # Few shoppers: the demo announces everyone online in its first message, and this
+        # server takes messages of 4 KiB at most.
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "exporter", "demo", "--url", str(server.make_url("/")),
-            "--transport", "ws", "--shoppers", "20", "--seed", "3", "--pace", "4",
+            "--transport", "ws", "--shoppers", "4", "--seed", "3", "--pace", "2",
             "--duration", "1.5", cwd=ROOT, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
         )  # fmt: skip
