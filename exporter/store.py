@@ -14,6 +14,7 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import islice
 from typing import Any, Final
 
 from exporter import events as ev
@@ -484,12 +485,7 @@ class ShopperStore:
     def newest(self, *, online_only: bool = False, limit: int = 100) -> list[Shopper]:
         """Shoppers by most recent update first."""
         source = self._online if online_only else self._shoppers
-        out: list[Shopper] = []
-        for user_id in reversed(source):
-            if len(out) >= limit:
-                break
-            out.append(source[user_id])
-        return out
+        return list(islice(reversed(source.values()), limit))
 
     def online_count(self) -> int:
         return len(self._online)
