@@ -223,3 +223,16 @@ def brief_example() -> dict[str, Any]:
         "lastAction": "Added item to cart",
         "lastActionTime": now,
     }
+
+
+AXE_SCRIPT = ROOT / ".cache" / "axe" / "node_modules" / "axe-core" / "axe.min.js"
+
+
+def require_axe() -> Path:
+    """axe-core's browser script (installed from npm by .ci/test); under CI its absence fails."""
+    if not AXE_SCRIPT.is_file():
+        message = "axe-core is not installed (bash .ci/test installs it from npm)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    return AXE_SCRIPT
