@@ -10,7 +10,11 @@ COPY pyproject.toml setup.py MANIFEST.in README.md ./
 COPY clients/js ./clients/js
 COPY exporter ./exporter
 RUN pip install . \
-    && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin shopper
+    && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin shopper \
+    && mkdir /data && chown shopper /data
+
+# Where --state-file keeps the state; a named volume mounted here starts owned by `shopper`.
+VOLUME /data
 
 USER shopper
 EXPOSE 9462

@@ -175,7 +175,8 @@ def ensure_pushgateway() -> None:
 def demo_records(count: int, shoppers: int) -> list[dict[str, Any]]:
     """Realistic updates: many shoppers, each advancing through a journey."""
     generator = DemoGenerator(shoppers, seed=7, pace=4.0)
-    now, out = 1_800_000_000.0, []
+    # Stamped in the recent past: the service refuses records from its future (--max-clock-skew).
+    now, out = time.time() - 3600.0, []
     while len(out) < count:
         updates, _ = generator.tick(now)
         out.extend(updates)

@@ -21,12 +21,14 @@ import aiohttp
 from aiohttp import web
 
 from exporter import __version__
+from exporter.allocator import keep_large_blocks_apart
 from exporter.settings import (
     DEFAULT_ORDER_PHRASES,
     DEFAULT_PORT,
     MAX_DEMO_SPEED,
     MIN_DEMO_SPEED,
     Settings,
+    SettingsError,
 )
 
 if TYPE_CHECKING:
@@ -53,8 +55,10 @@ class _Parser(argparse.ArgumentParser):
         dest: str,
         convert: Callable[[str], Any] = str,
         secret: bool = False,
+        shown: str | None = None,
         **kwargs: Any,
     ) -> None:
+        """An option with a SHOPPER_* fallback; `--help` shows its default (or `shown`)."""
         env = _env_name(dest)
         raw = os.environ.get(env)
         if raw is not None:
@@ -64,8 +68,19 @@ class _Parser(argparse.ArgumentParser):
                 self.error(f"environment variable {env}={raw!r} is not valid")
         help_text = kwargs.pop("help", "")
         default = kwargs.get("default")
-        shown = "" if secret or default in (None, [], ()) else f" (default: {default})"
-        self.add_argument(*flags, dest=dest, help=f"{help_text}{shown} [env {env}]", **kwargs)
+        if shown is None and not secret and default not in (None, [], ()):
+            shown = _as_typed(default)
+        note = f" (default: {shown})" if shown else ""
+        self.add_argument(*flags, dest=dest, help=f"{help_text}{note} [env {env}]", **kwargs)
+
+
+def _as_typed(value: Any) -> str:
+    """A default as one would type it: lists comma-separated, whole floats without `.0`."""
+    if isinstance(value, list | tuple):
+        return ", ".join(map(str, value))
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def _speed_option(p: _Parser, *aliases: str) -> None:
@@ -85,9 +100,10 @@ def _speed_option(p: _Parser, *aliases: str) -> None:
 def _service_parser() -> _Parser:
     p = _Parser(
         prog="shopper-exporter",
+        usage="%(prog)s [OPTIONS]\n       %(prog)s demo [--url URL] [DEMO OPTIONS]",
         description="Live Shopper Metrics: ingest shopper activity, serve Prometheus metrics, "
         "a Loki-compatible event log, live streams and a live page.",
-        epilog="Also: `shopper-exporter demo --url http://HOST:PORT` pushes demo traffic "
+        epilog="`shopper-exporter demo` pushes demo traffic to a running service "
         "(see `shopper-exporter demo --help`).",
     )
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -101,6 +117,7 @@ def _service_parser() -> _Parser:
         nargs="?",
         const=30,
         default=0,
+        shown="off",
         metavar="SHOPPERS",
         help="Run the in-process demo generator with this many shoppers (30 if no number)",
     )
@@ -152,6 +169,32 @@ def _service_parser() -> _Parser:
         type=int,
         default=10_000,
         help="Most records (updates + events) in one body or message",
+    )
+    p.option(
+        "--body-timeout",
+        dest="body_timeout",
+        convert=float,
+        type=float,
+        default=30.0,
+        help="Seconds a client may take to send a request body before it is answered 408",
+    )
+    p.option(
+        "--max-shoppers",
+        dest="max_shoppers",
+        convert=int,
+        type=int,
+        default=1_000_000,
+        help="Shoppers tracked at once; when full, the offline shopper unseen the longest is "
+        "forgotten to make room, and while all are online new shoppers are refused (429)",
+    )
+    p.option(
+        "--max-clock-skew",
+        dest="max_clock_skew",
+        convert=float,
+        type=float,
+        default=300.0,
+        help="Seconds a record's time may be ahead of the service's clock; records stamped "
+        "later are refused (422, reason `future`)",
     )
     p.option(
         "--order-phrases",
@@ -224,10 +267,30 @@ def _service_parser() -> _Parser:
         help="Forward the event log to a Grafana Loki push endpoint (…/loki/api/v1/push)",
     )
     p.option(
+        "--loki-query-timeout",
+        dest="loki_query_timeout",
+        convert=float,
+        type=float,
+        default=30.0,
+        help="Seconds a Loki API query may run before it is stopped with 504",
+    )
+    p.option(
+        "--loki-max-concurrent-queries",
+        dest="loki_max_concurrent_queries",
+        convert=int,
+        type=int,
+        default=8,
+        help="Heavy Loki API queries (longer than one turn on the event loop) run at once; "
+        "more are answered 429 with Retry-After",
+    )
+    p.option(
         "--write-token",
         dest="write_token",
         secret=True,
-        help="Bearer token required for pushes, erasure and demo control",
+        help="Bearer token for everything that writes: pushes (POST /api/metrics and "
+        "/api/events, the /ws WebSocket, Loki push), the alert webhook (POST /api/alerts), "
+        "erasure (DELETE /api/shoppers/ID) and demo control (POST /api/demo/*); it grants "
+        "reads too",
     )
     p.option(
         "--read-token",
@@ -307,6 +370,9 @@ def settings_from_args(argv: Sequence[str]) -> Settings:
             label_cap=args.label_cap,
             max_body_bytes=args.max_body_bytes,
             max_batch=args.max_batch,
+            body_timeout=args.body_timeout,
+            max_shoppers=args.max_shoppers,
+            max_clock_skew=args.max_clock_skew,
             order_phrases=tuple(args.order_phrases),
             event_log_size=args.event_log_size,
             stream_backlog=args.stream_backlog,
@@ -316,6 +382,8 @@ def settings_from_args(argv: Sequence[str]) -> Settings:
             reconnect_delay=args.reconnect_delay,
             reconnect_max_delay=args.reconnect_max_delay,
             loki_push_url=args.loki_push_url,
+            loki_query_timeout=args.loki_query_timeout,
+            loki_max_concurrent_queries=args.loki_max_concurrent_queries,
             write_token=args.write_token,
             read_token=args.read_token,
             protect_metrics=args.protect_metrics,
@@ -325,8 +393,18 @@ def settings_from_args(argv: Sequence[str]) -> Settings:
             cors_origins=tuple(cors_origins),
             log_level=args.log_level,
         )
+    except SettingsError as err:
+        parser.error("; ".join(f"{_flag(name)} must be {need}" for name, need in err.problems))
     except ValueError as err:
         parser.error(str(err))
+
+
+_FLAGS = {"demo_shoppers": "--demo", "sources": "--source"}
+
+
+def _flag(setting: str) -> str:
+    """The option that sets a setting."""
+    return _FLAGS.get(setting, "--" + setting.replace("_", "-"))
 
 
 def banner(settings: Settings) -> str:
@@ -376,14 +454,26 @@ def run_service(argv: Sequence[str]) -> None:
     except ValueError as err:  # e.g. a --source URL of an unknown kind
         _service_parser().error(str(err))
     tune_collector()
-    web.run_app(
-        app,
-        host=settings.host,
-        port=settings.port,
-        print=lambda _: print(banner(settings), flush=True),
-        access_log=None,
-        shutdown_timeout=5.0,
-    )
+    keep_large_blocks_apart()
+    try:
+        web.run_app(
+            app,
+            host=settings.host,
+            port=settings.port,
+            print=lambda _: print(banner(settings), flush=True),
+            access_log=None,
+            shutdown_timeout=5.0,
+        )
+    except OSError as err:
+        # The one thing at start that is the machine's, not the settings': say it in a line.
+        print(f"cannot listen on {settings.host}:{settings.port}: {_reason(err)}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _reason(err: OSError) -> str:
+    """An OS error's reason in a few words, e.g. "address already in use"."""
+    text = os.strerror(err.errno) if err.errno else (err.strerror or str(err))
+    return text[:1].lower() + text[1:]
 
 
 def _demo_parser() -> _Parser:
@@ -453,12 +543,28 @@ async def _announce(client: MetricsClient, generator: DemoGenerator) -> None:
         await client.announce_demo(body)
 
 
-async def _push_demo(args: argparse.Namespace) -> None:
+def _failure(err: BaseException, url: str) -> str:
+    """Why a push failed, in words fit for the URL's scheme (aiohttp's own name TLS always)."""
+    from exporter.client import PushError
+
+    if isinstance(err, aiohttp.ClientConnectorError):
+        return f"cannot connect to {url}: {_reason(err.os_error)}"
+    if isinstance(err, PushError):
+        body = err.body
+        message = body.get("message", body) if isinstance(body, dict) else body
+        return f"the service refused the push (HTTP {err.status}): {message}"
+    if isinstance(err, TimeoutError):
+        return f"no answer from {url} in time"
+    return str(err) or type(err).__name__
+
+
+async def _push_demo(args: argparse.Namespace) -> int:
+    """Push until stopped; the exit status: 0 when the last push was delivered, else 1."""
     from exporter.client import MetricsClient, PushError, WebSocketPusher
     from exporter.demo import DemoGenerator
 
     if not MIN_DEMO_SPEED <= args.demo_speed <= MAX_DEMO_SPEED:
-        raise SystemExit(f"--demo-speed: {MIN_DEMO_SPEED:g} to {MAX_DEMO_SPEED:g}")
+        raise SystemExit(f"--demo-speed must be between {MIN_DEMO_SPEED:g} and {MAX_DEMO_SPEED:g}")
     generator = DemoGenerator(args.shoppers, args.seed, args.pace, speed=args.demo_speed)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -500,7 +606,7 @@ async def _push_demo(args: argparse.Namespace) -> None:
                     reply = await push(updates, events)
                 except (aiohttp.ClientError, PushError, TimeoutError) as err:
                     if not failing:
-                        print(f"demo: push failed ({err}); retrying", flush=True)
+                        print(f"demo: {_failure(err, args.url)}; retrying", flush=True)
                     failing = True
                 else:
                     if failing:
@@ -526,13 +632,17 @@ async def _push_demo(args: argparse.Namespace) -> None:
                 await push(goodbye, [])
         if pusher is not None:
             await pusher.close()
+    if failing:
+        print(f"demo: could not deliver to {args.url}; sent {sent} records", file=sys.stderr)
+        return 1
     print(f"demo: done, sent {sent} records", flush=True)
+    return 0
 
 
 def run_demo(argv: Sequence[str]) -> None:
-    """Run the standalone demo generator."""
+    """Run the standalone demo generator; exits non-zero when it could not deliver."""
     args = _demo_parser().parse_args(argv)
-    asyncio.run(_push_demo(args))
+    sys.exit(asyncio.run(_push_demo(args)))
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -15,15 +15,27 @@ import orjson
 
 
 class PushError(Exception):
-    """The service refused a push as a whole (not JSON, too large, all records invalid)."""
+    """The service refused a push as a whole (not JSON, too large, no room: 429, ...).
 
-    def __init__(self, status: int, body: Any) -> None:
+    `body` is the service's JSON reply; `retry_after` the seconds it asked to wait (429, 503).
+    """
+
+    def __init__(self, status: int, body: Any, retry_after: float | None = None) -> None:
         super().__init__(f"HTTP {status}: {body}")
         self.status = status
         self.body = body
+        self.retry_after = retry_after
 
 
 _STATUS_BY_REASON = {"not_json": 400, "batch_too_large": 413, "invalid": 422}
+
+
+def _seconds(header: str | None) -> float | None:
+    """A Retry-After header given in seconds (the service never sends a date)."""
+    try:
+        return float(header) if header is not None else None
+    except ValueError:
+        return None
 
 
 class WebSocketPusher:
@@ -56,7 +68,7 @@ class WebSocketPusher:
     async def send(
         self, metrics: Sequence[Mapping[str, Any]], events: Sequence[Mapping[str, Any]] = ()
     ) -> dict[str, Any]:
-        """Send updates and events as one message; returns `{"accepted", "ignored", "rejected"}`.
+        """Send updates and events as one message; returns the ack (see `MetricsClient`).
 
         Raises PushError when the service refuses the message as a whole, and
         aiohttp.ClientConnectionError when the connection is gone.
@@ -113,6 +125,13 @@ class MetricsClient:
 
     >>> async with MetricsClient("http://localhost:9462") as client:
     ...     await client.push_user_metric({"userId": "shopper_123", ...})
+
+    Pushes return the service's report: `accepted` (applied), `ignored` with `ignoredRecords`
+    (valid but already known, each `{"index", "kind", "reason": "stale" | "duplicate",
+    "message"}`, stale ones with `timestamp` and `storedTimestamp`) and `rejected` (each
+    `{"index", "kind", "reason": "invalid" | "future" | "capacity", "errors": [{"field",
+    "message"}]}`). A body refused whole raises PushError; when every record was refused by
+    field the report is returned (HTTP 422).
     """
 
     def __init__(
@@ -164,13 +183,14 @@ class MetricsClient:
             except orjson.JSONDecodeError:
                 reply = raw.decode(errors="replace")
             if resp.status >= 400 and resp.status != 422:
-                raise PushError(resp.status, reply)
+                raise PushError(resp.status, reply, _seconds(resp.headers.get("Retry-After")))
             if not isinstance(reply, dict):
                 raise PushError(resp.status, reply)
             return reply
 
     async def push_user_metric(self, metric: Mapping[str, Any]) -> dict[str, Any]:
-        """Send one shopper update; returns `{"accepted", "ignored", "rejected"}`."""
+        """Send one shopper update; returns the report (`accepted`, `ignored`, `ignoredRecords`,
+        `rejected`)."""
         return await self._post("/api/metrics", dict(metric))
 
     async def push_bulk_metrics(self, metrics: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

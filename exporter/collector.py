@@ -21,9 +21,17 @@ from exporter.events import KNOWN_TYPES
 from exporter.ingest import TRANSPORTS, Ingestor
 from exporter.labels import OTHER
 from exporter.status import ServiceStatus
-from exporter.store import FUNNEL_STAGES, Histogram, ShopperStore
+from exporter.store import ShopperStore
+from exporter.tallies import FUNNEL_STAGES, Histogram
 
-KNOWN_REJECT_REASONS = ("invalid", "not_json", "too_large", "batch_too_large")
+KNOWN_REJECT_REASONS = (
+    "invalid",
+    "not_json",
+    "too_large",
+    "batch_too_large",
+    "future",
+    "capacity",
+)
 # Every event type a shop can see is exported from the start, at 0 until it happens: a series
 # that appears only with its first event hides that first increase from rate(), and an alert
 # cannot tell "no such event yet" from "the exporter lost its state".
@@ -113,6 +121,17 @@ class ShopperCollector(Collector):
             "shopper_tracked_shoppers",
             "Shoppers held in memory, online or not, until their retention ends.",
             len(self.store),
+        )
+        capacity = self.store.capacity
+        yield _gauge(
+            "shopper_tracked_shoppers_limit",
+            "Most shoppers held at once (--max-shoppers).",
+            capacity.limit,
+        )
+        yield _counter(
+            "shopper_tracked_shoppers_evicted",
+            "Offline shoppers forgotten before their retention ended, to make room for new ones.",
+            capacity.evicted,
         )
         yield _gauge("shopper_active_carts", "Online shoppers with items in their cart.", agg.carts)
         yield _gauge("shopper_cart_items", "Items in online shoppers' carts.", agg.cart_items)

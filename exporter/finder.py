@@ -94,9 +94,11 @@ class ShopperFinder:
 
     Ids sit in one lowercased text, searched at C speed and mapped back by offset; names and
     locations repeat across shoppers, so each distinct one is kept once with the ids bearing it.
-    The store keeps shoppers in order of their last update, so the index catches up by reading
+    Recency comes only from `store.newest` (the shopper map, which the store keeps in order of
+    last arrival, or the online shoppers' last-seen queue), so the index catches up by reading
     only the shoppers updated since it last looked (newest first, until an older one). Shoppers
-    the store forgot are dropped when met, and swept out when they pile up.
+    the store forgot (expired, erased, or evicted under --max-shoppers) are dropped when met, and
+    swept out when they pile up.
     """
 
     def __init__(self, store: ShopperStore) -> None:

@@ -139,11 +139,14 @@ class Rejection:
     index: int
     kind: str
     errors: tuple[FieldError, ...]
+    reason: str = "invalid"
+    """invalid (a field fails validation), future (stamped too far ahead) or capacity."""
 
     def to_json(self) -> dict[str, Any]:
         return {
             "index": self.index,
             "kind": self.kind,
+            "reason": self.reason,
             "errors": [e.to_json() for e in self.errors],
         }
 

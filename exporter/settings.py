@@ -20,6 +20,16 @@ DEFAULT_ORDER_PHRASES: tuple[str, ...] = (
 )
 
 
+class SettingsError(ValueError):
+    """Settings out of their range: each (name, what it must be)."""
+
+    def __init__(self, problems: tuple[tuple[str, str], ...]) -> None:
+        self.problems = problems
+        super().__init__(
+            "invalid settings: " + "; ".join(f"{name} must be {need}" for name, need in problems)
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Everything the service needs to know at start; validated once, then passed inward."""
@@ -41,8 +51,14 @@ class Settings:
     label_cap: int = 50
     """Distinct values per Prometheus label before new ones become `other`."""
     max_body_bytes: int = 1 << 20
+    body_timeout: float = 30.0
+    """Seconds a client may take to send a body before it is answered 408."""
     max_batch: int = 10_000
     """Records (updates + events) in one body or message."""
+    max_shoppers: int = 1_000_000
+    """Shoppers tracked at once; when full, the offline one unseen the longest makes room."""
+    max_clock_skew: float = 300.0
+    """Seconds a record's time may be ahead of the service's clock; later ones are refused."""
     order_phrases: tuple[str, ...] = DEFAULT_ORDER_PHRASES
     event_log_size: int = 10_000
     max_streams: int = 2_000
@@ -55,6 +71,10 @@ class Settings:
     reconnect_delay: float = 5.0
     reconnect_max_delay: float = 60.0
     loki_push_url: str | None = None
+    loki_query_timeout: float = 30.0
+    """Seconds a Loki query may run before it is stopped (504, as Loki answers)."""
+    loki_max_concurrent_queries: int = 8
+    """Loki queries that may be past their first turn on the loop at once; more get 429."""
     write_token: str | None = None
     """Bearer token required for pushes, erasure and demo control; None = open."""
     read_token: str | None = None
@@ -71,28 +91,41 @@ class Settings:
     log_level: str = "info"
 
     def __post_init__(self) -> None:
-        checks = {
-            "port": 0 <= self.port <= 65535,
-            "demo_shoppers": self.demo_shoppers >= 0,
-            "demo_speed": MIN_DEMO_SPEED <= self.demo_speed <= MAX_DEMO_SPEED,
-            "active_window": self.active_window > 0,
-            "retention": self.retention >= self.active_window,
-            "sweep_interval": self.sweep_interval > 0,
-            "label_cap": self.label_cap >= 1,
-            "max_body_bytes": self.max_body_bytes >= 1024,
-            "max_batch": self.max_batch >= 1,
-            "event_log_size": self.event_log_size >= 1,
-            "stream_backlog": self.stream_backlog >= 1,
-            "max_streams": self.max_streams >= 1,
-            "summary_interval": self.summary_interval > 0,
-            "poll_interval": self.poll_interval > 0,
-            "reconnect_delay": self.reconnect_delay > 0,
-            "reconnect_max_delay": self.reconnect_max_delay >= self.reconnect_delay,
-            "snapshot_interval": self.snapshot_interval > 0,
-        }
-        bad = [name for name, ok in checks.items() if not ok]
+        checks = (
+            ("port", 0 <= self.port <= 65535, "between 0 and 65535"),
+            ("demo_shoppers", self.demo_shoppers >= 0, "0 or more"),
+            (
+                "demo_speed",
+                MIN_DEMO_SPEED <= self.demo_speed <= MAX_DEMO_SPEED,
+                f"between {MIN_DEMO_SPEED:g} and {MAX_DEMO_SPEED:g}",
+            ),
+            ("active_window", self.active_window > 0, "above 0"),
+            ("retention", self.retention >= self.active_window, "at least the active window"),
+            ("sweep_interval", self.sweep_interval > 0, "above 0"),
+            ("label_cap", self.label_cap >= 1, "at least 1"),
+            ("max_body_bytes", self.max_body_bytes >= 1024, "at least 1024"),
+            ("max_batch", self.max_batch >= 1, "at least 1"),
+            ("body_timeout", self.body_timeout > 0, "above 0"),
+            ("max_shoppers", self.max_shoppers >= 1, "at least 1"),
+            ("max_clock_skew", self.max_clock_skew >= 0, "0 or more"),
+            ("event_log_size", self.event_log_size >= 1, "at least 1"),
+            ("stream_backlog", self.stream_backlog >= 1, "at least 1"),
+            ("max_streams", self.max_streams >= 1, "at least 1"),
+            ("summary_interval", self.summary_interval > 0, "above 0"),
+            ("poll_interval", self.poll_interval > 0, "above 0"),
+            ("reconnect_delay", self.reconnect_delay > 0, "above 0"),
+            (
+                "reconnect_max_delay",
+                self.reconnect_max_delay >= self.reconnect_delay,
+                "at least the reconnect delay",
+            ),
+            ("snapshot_interval", self.snapshot_interval > 0, "above 0"),
+            ("loki_query_timeout", self.loki_query_timeout > 0, "above 0"),
+            ("loki_max_concurrent_queries", self.loki_max_concurrent_queries >= 1, "at least 1"),
+        )
+        bad = tuple((name, need) for name, ok, need in checks if not ok)
         if bad:
-            raise ValueError(f"invalid settings: {', '.join(bad)}")
+            raise SettingsError(bad)
         for name in ("write_token", "read_token", "pseudonym_salt", "state_file"):
             if not getattr(self, name):  # an empty environment variable means "not set"
                 object.__setattr__(self, name, None)

@@ -9,216 +9,31 @@ from __future__ import annotations
 
 import math
 import operator
-import re
-from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from itertools import islice
 from typing import Any, Final
 
 from exporter import events as ev
+from exporter import outcomes, reported
+from exporter.capacity import Capacity
 from exporter.events import ShoppingEvent
 from exporter.labels import OTHER, UNKNOWN, LabelCap
+from exporter.lastseen import SeenQueue
 from exporter.model import ShopperEventIn, ShopperUpdate, epoch
+from exporter.orders import OrderRules
+from exporter.outcomes import Unapplied
 from exporter.settings import Settings
+from exporter.shopper import NO_TIME
+from exporter.shopper import Shopper as Shopper  # where readers of the store import it from
+from exporter.skew import ClockSkew
+from exporter.tallies import FUNNEL_STAGES, Aggregates, Counters, Recent
+from exporter.views import glimpse, iso_time, view_of
 
-SESSION_BUCKETS: Final = (
-    30.0,
-    60.0,
-    120.0,
-    300.0,
-    600.0,
-    900.0,
-    1200.0,
-    1800.0,
-    2700.0,
-    3600.0,
-    5400.0,
-    7200.0,
-)
-ORDER_VALUE_BUCKETS: Final = (10.0, 25.0, 50.0, 75.0, 100.0, 150.0, 200.0, 300.0, 500.0)
-FUNNEL_STAGES: Final = ("browsing", "cart", "checkout", "order")
 _BROWSING, _CART, _CHECKOUT, _ORDER = 1, 2, 4, 8
 _STAGE_BITS: Final = dict(zip(FUNNEL_STAGES, (_BROWSING, _CART, _CHECKOUT, _ORDER), strict=True))
 CHECKOUT_ACTIVITY: Final = "checkout"
-
-
-class Histogram:
-    """Cumulative buckets, a sum and a count: what Prometheus needs to compute quantiles."""
-
-    __slots__ = ("bounds", "count", "counts", "total")
-
-    def __init__(self, bounds: tuple[float, ...]) -> None:
-        self.bounds = bounds
-        self.counts = [0] * len(bounds)
-        self.count = 0
-        self.total = 0.0
-
-    def observe(self, value: float) -> None:
-        for i, bound in enumerate(self.bounds):
-            if value <= bound:
-                self.counts[i] += 1
-        self.count += 1
-        self.total += value
-
-    def state(self) -> list[Any]:
-        """[counts, count, total], for snapshots."""
-        return [list(self.counts), self.count, self.total]
-
-    def restore(self, state: list[Any]) -> None:
-        counts, self.count, self.total = state
-        if len(counts) == len(self.bounds):
-            self.counts = [int(n) for n in counts]
-
-    def buckets(self) -> list[tuple[str, int]]:
-        """(le, cumulative count) pairs ending with +Inf."""
-        pairs = [(_le(b), c) for b, c in zip(self.bounds, self.counts, strict=True)]
-        pairs.append(("+Inf", self.count))
-        return pairs
-
-
-def _le(bound: float) -> str:
-    return str(int(bound)) if bound.is_integer() else str(bound)
-
-
-class Recent:
-    """Counts over a sliding window in fixed buckets (e.g. orders in the last hour by minute)."""
-
-    __slots__ = ("_slots", "_stamps", "width")
-
-    def __init__(self, buckets: int, width: float) -> None:
-        self.width = width
-        self._slots = [0.0] * buckets
-        self._stamps = [-1] * buckets
-
-    def add(self, now: float, amount: float = 1.0) -> None:
-        tick = int(now // self.width)
-        i = tick % len(self._slots)
-        if self._stamps[i] != tick:
-            self._stamps[i], self._slots[i] = tick, 0.0
-        self._slots[i] += amount
-
-    def state(self) -> list[list[float]]:
-        """[values, stamps], for snapshots."""
-        return [list(self._slots), [float(t) for t in self._stamps]]
-
-    def restore(self, state: list[list[float]]) -> None:
-        values, stamps = state
-        if len(values) == len(self._slots) == len(stamps):
-            self._slots = [float(v) for v in values]
-            self._stamps = [int(t) for t in stamps]
-
-    def total(self, now: float) -> float:
-        oldest = int(now // self.width) - len(self._slots) + 1
-        return sum(v for v, t in zip(self._slots, self._stamps, strict=True) if t >= oldest)
-
-
-_NO_TIME: Final[Mapping[str, float]] = {}
-"""No minutes recorded: shared by every shopper without any, and never written to."""
-
-
-class Shopper:
-    """One shopper's state; slots only, and label-like strings shared through the label caps."""
-
-    __slots__ = (
-        "activity",
-        "cart_open",
-        "cart_value",
-        "clicks",
-        "coupons",
-        "dashboards_viewed",
-        "delivery_window",
-        "events_triggered",
-        "feature_time",
-        "features_used",
-        "fingerprint",
-        "is_active",
-        "items_in_cart",
-        "last_action",
-        "last_action_time",
-        "last_order_at",
-        "last_order_id",
-        "location",
-        "membership",
-        "online",
-        "page_views",
-        "products_viewed",
-        "queries_run",
-        "received",
-        "reports_created",
-        "scroll_depth",
-        "searches",
-        "session_seconds",
-        "session_started",
-        "stages",
-        "timestamp",
-        "user_id",
-        "user_name",
-    )
-
-    def __init__(self, user_id: str) -> None:
-        self.user_id = user_id
-        self.user_name = user_id
-        self.location = self.membership = self.delivery_window = self.activity = ""
-        self.features_used: tuple[str, ...] = ()
-        self.feature_time: Mapping[str, float] = _NO_TIME
-        """Minutes per activity this session; never changed in place (replaced by each update),
-        so live frames can hold it as a snapshot."""
-        self.last_action = ""
-        self.last_action_time: float | None = None
-        self.timestamp = self.received = self.session_started = self.session_seconds = 0.0
-        self.page_views = self.clicks = self.products_viewed = self.searches = self.coupons = 0
-        self.events_triggered = self.queries_run = self.reports_created = self.dashboards_viewed = 0
-        self.scroll_depth = 0.0
-        self.cart_value = 0.0
-        self.items_in_cart = 0
-        self.is_active = self.online = self.cart_open = False
-        self.stages = 0
-        self.fingerprint = 0
-        self.last_order_at = -math.inf
-        self.last_order_id: str | None = None
-
-
-@dataclass(slots=True)
-class Aggregates:
-    """Sums over online shoppers, adjusted on every change."""
-
-    active: int = 0
-    carts: int = 0
-    cart_items: int = 0
-    cart_cents: int = 0
-    session_ms: int = 0
-    by_activity: dict[str, int] = field(default_factory=dict)
-    by_membership: dict[str, int] = field(default_factory=dict)
-    by_delivery_window: dict[str, int] = field(default_factory=dict)
-    by_location: dict[str, int] = field(default_factory=dict)
-
-
-@dataclass(slots=True)
-class Counters:
-    """Monotonic totals since start: what Prometheus turns into rates."""
-
-    page_views: int = 0
-    clicks: int = 0
-    product_views: int = 0
-    searches: int = 0
-    coupons_applied: int = 0
-    cart_items_added: int = 0
-    cart_items_removed: int = 0
-    orders: int = 0
-    order_value: float = 0.0
-    abandonments: int = 0
-    abandoned_value: float = 0.0
-    sessions_started: int = 0
-    sessions_ended: int = 0
-    stale: int = 0
-    duplicate: int = 0
-    events: dict[str, int] = field(default_factory=dict)
-    activity_seconds: dict[str, float] = field(default_factory=dict)
-    funnel: dict[str, int] = field(default_factory=lambda: dict.fromkeys(FUNNEL_STAGES, 0))
-    session_duration: Histogram = field(default_factory=lambda: Histogram(SESSION_BUCKETS))
-    order_value_hist: Histogram = field(default_factory=lambda: Histogram(ORDER_VALUE_BUCKETS))
+CHECKOUT_FEATURE: Final = "Checkout"
+"""The activity an explicit checkout_started moves a shopper to, as the brief spells it."""
 
 
 _Share = tuple[str, str, str, str, int, int, int]
@@ -228,35 +43,6 @@ items, cart cents."""
 
 def _cents(dollars: float) -> int:
     return round(dollars * 100)
-
-
-_SECOND_TEXT: dict[int, str] = {}
-"""ISO text of whole seconds already formatted: a shopper's view holds four times, mostly within
-the same few seconds, and isoformat costs several times the lookup."""
-
-
-def _iso(moment: float | None) -> str | None:
-    """UTC ISO 8601 with milliseconds, as datetime.isoformat(timespec="milliseconds") gives."""
-    if moment is None or not math.isfinite(moment):
-        return None
-    # Split and round the way datetime.fromtimestamp does (fraction to microseconds, half even).
-    fraction, whole_seconds = math.modf(moment)
-    micro = round(fraction * 1e6)
-    whole = int(whole_seconds)
-    if micro >= 1_000_000:
-        whole, micro = whole + 1, micro - 1_000_000
-    elif micro < 0:
-        whole, micro = whole - 1, micro + 1_000_000
-    prefix = _SECOND_TEXT.get(whole)
-    if prefix is None:
-        try:
-            prefix = datetime.fromtimestamp(whole, UTC).isoformat()[:19]
-        except (OverflowError, OSError, ValueError):
-            return None
-        if len(_SECOND_TEXT) >= 4096:
-            _SECOND_TEXT.clear()
-        _SECOND_TEXT[whole] = prefix
-    return f"{prefix}.{micro // 1000:03d}+00:00"
 
 
 def _given_or_stored(cart_value: float | None, shopper: Shopper | None) -> float:
@@ -345,97 +131,8 @@ _fingerprint_fields = operator.itemgetter(
 field dict in C (pydantic attribute access costs several times a plain one)."""
 
 
-def glimpse(shopper: Shopper) -> tuple[Any, ...]:
-    """What a shopper's view shows, as a tuple. As good as a copy: every field holds a str,
-    number, bool, None, tuple or a featureTime mapping that updates replace and never change in
-    place, so a live frame can keep it and render the view at publish time later."""
-    # Plain attribute reads, not operator.attrgetter: the interpreter specialises them for
-    # slots, which takes half the time of attrgetter's generic lookups (taken per update).
-    return (
-        shopper.user_id,
-        shopper.user_name,
-        shopper.location,
-        shopper.membership,
-        shopper.delivery_window,
-        shopper.activity,
-        shopper.features_used,
-        shopper.feature_time,
-        shopper.online,
-        shopper.is_active,
-        shopper.session_seconds,
-        shopper.session_started,
-        shopper.cart_value,
-        shopper.items_in_cart,
-        shopper.page_views,
-        shopper.clicks,
-        shopper.scroll_depth,
-        shopper.products_viewed,
-        shopper.searches,
-        shopper.coupons,
-        shopper.events_triggered,
-        shopper.last_action,
-        shopper.last_action_time,
-        shopper.timestamp,
-        shopper.received,
-    )
-
-
-def view_of(glimpsed: tuple[Any, ...]) -> dict[str, Any]:
-    """The public JSON form of a shopper from its `glimpse` (never an email: none is kept)."""
-    (
-        user_id,
-        user_name,
-        location,
-        membership,
-        delivery_window,
-        activity,
-        features_used,
-        feature_time,
-        online,
-        is_active,
-        session_seconds,
-        session_started,
-        cart_value,
-        items_in_cart,
-        page_views,
-        clicks,
-        scroll_depth,
-        products_viewed,
-        searches,
-        coupons,
-        events_triggered,
-        last_action,
-        last_action_time,
-        timestamp,
-        received,
-    ) = glimpsed
-    return {
-        "userId": user_id,
-        "userName": user_name,
-        "location": location,
-        "membershipType": membership,
-        "deliveryWindow": delivery_window,
-        "activeFeature": activity,
-        "featuresUsed": list(features_used),
-        "featureTime": dict(feature_time),
-        "online": online,
-        "isActive": is_active,
-        "sessionSeconds": round(session_seconds, 1),
-        "sessionStartedAt": _iso(session_started or None),
-        "cartValue": round(cart_value, 2),
-        "itemsInCart": items_in_cart,
-        "pageViews": page_views,
-        "clickCount": clicks,
-        "scrollDepth": scroll_depth,
-        "productsViewed": products_viewed,
-        "searchesPerformed": searches,
-        "couponsApplied": coupons,
-        "eventsTriggered": events_triggered,
-        "lastAction": last_action,
-        "lastActionTime": _iso(last_action_time),
-        "timestamp": _iso(timestamp),
-        "lastSeen": _iso(received),
-    }
+def _is_online(shopper: Shopper) -> bool:
+    return shopper.online
 
 
 _ZERO = Shopper("")
@@ -451,11 +148,13 @@ class ShopperStore:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        # One regex instead of a loop over phrases: it runs on every update's lastAction.
-        self._order_phrase = re.compile("|".join(map(re.escape, settings.order_phrases)) or "(?!)")
-        # Both orders are by last arrival, so expiry only ever looks at the front.
-        self._shoppers: OrderedDict[str, Shopper] = OrderedDict()
-        self._online: OrderedDict[str, Shopper] = OrderedDict()
+        self.orders = OrderRules(settings.order_phrases)
+        # Both orders are by last arrival, so expiry only ever looks at the front. A plain dict
+        # keeps its order too; a shopper seen again is taken out and put back at the end.
+        self._shoppers: dict[str, Shopper] = {}
+        self._online = SeenQueue(_is_online)
+        self.capacity = Capacity(settings.max_shoppers)
+        self._skew = ClockSkew(settings.max_clock_skew)
         self.aggregates = Aggregates()
         self.counters = Counters()
         cap = settings.label_cap
@@ -484,30 +183,40 @@ class ShopperStore:
 
     def newest(self, *, online_only: bool = False, limit: int = 100) -> list[Shopper]:
         """Shoppers by most recent update first."""
-        source = self._online if online_only else self._shoppers
-        return list(islice(reversed(source.values()), limit))
+        source = self._online.newest() if online_only else reversed(self._shoppers.values())
+        return list(islice(source, limit))
 
     def online_count(self) -> int:
-        return len(self._online)
+        return self.aggregates.active
 
     # ----- writing -----------------------------------------------------------------------
 
-    def apply(self, update: ShopperUpdate, now: float) -> list[ShoppingEvent] | None:
-        """Fold one update in; the events it implies, or None when it was stale or a duplicate."""
-        at = epoch(update.timestamp)
+    def apply(
+        self, update: ShopperUpdate, now: float, at: float | None = None
+    ) -> list[ShoppingEvent] | Unapplied:
+        """Fold one update in: the events it implies, or why it changed nothing.
+
+        `at` is the update's time in epoch seconds, if the caller has it already.
+        """
+        if at is None:
+            at = epoch(update.timestamp)
         fingerprint = hash(_fingerprint_fields(update.__dict__))
         shopper = self._shoppers.get(update.user_id)
         if shopper is not None:
-            if at < shopper.timestamp:
+            if at < shopper.timestamp and self._skew.trusted(shopper.timestamp, now):
                 self.counters.stale += 1
-                return None
+                return outcomes.stale(at, shopper.timestamp)
+            # (A stored time beyond the clock-skew limit came from before that rule: it yields.)
             if at == shopper.timestamp and fingerprint == shopper.fingerprint:
                 self.counters.duplicate += 1
-                return None
+                return outcomes.duplicate("the same update (timestamp and content) again")
             held = self._share(shopper)
-            self._shoppers.move_to_end(update.user_id)
+            self._shoppers[update.user_id] = self._shoppers.pop(update.user_id)  # to the end
             first_sight = False
         else:
+            if self.capacity.full(len(self._shoppers)) and not self._make_room():
+                self.capacity.refused += 1
+                return outcomes.no_room(self.capacity.limit)
             shopper = Shopper(update.user_id)
             self._shoppers[update.user_id] = shopper
             held = None
@@ -539,8 +248,9 @@ class ShopperStore:
         if shopper.online and not update.is_active:
             self._end_session(shopper, "signed_out", at, out)
         if shopper.online:
-            self._online[shopper.user_id] = shopper
-            self._online.move_to_end(shopper.user_id)
+            self._online.push(shopper)
+        else:
+            self.capacity.left(shopper)
         self._move_share(held, self._share(shopper))
         if out:
             # Inline of _count: every derived event has a known type.
@@ -550,10 +260,27 @@ class ShopperStore:
             self.events_recent.add(now, len(out))
         return out
 
-    def apply_event(self, event: ShopperEventIn, now: float) -> list[ShoppingEvent]:
-        """Record an explicit event; orders, abandonments and cart moves count like derived ones."""
-        at = epoch(event.timestamp)
+    def apply_event(
+        self, event: ShopperEventIn, now: float, at: float | None = None
+    ) -> list[ShoppingEvent] | Unapplied:
+        """Record an explicit event; it moves the shopper's state as the action itself would.
+
+        Orders, abandonments and cart moves count like derived ones. An order already counted,
+        or an action an update already reported, is a duplicate: nothing changes.
+        """
+        if at is None:
+            at = epoch(event.timestamp)
         shopper = self._shoppers.get(event.user_id)
+        kind = event.type
+        if kind == ev.ORDER_COMPLETED and not self.orders.is_new(shopper, at, event.order_id):
+            self.counters.duplicate += 1
+            return outcomes.duplicate("this order was counted already")
+        if kind in reported.KINDS:
+            if shopper is not None and not reported.take_event(shopper, kind, at):
+                self.counters.duplicate += 1
+                field = reported.FIELDS[reported.KINDS[kind]]
+                return outcomes.duplicate(f"already counted: an update's {field} included it")
+            self._count_reported(kind)
         props: dict[str, Any] = {}
         if shopper is not None:
             props.update(_context(shopper))
@@ -562,31 +289,72 @@ class ShopperStore:
         ).items():
             props[key] = value
         name = event.user_name or (shopper.user_name if shopper else event.user_id)
-        happened = ShoppingEvent(event.type, event.user_id, name, at, props)
+        happened = ShoppingEvent(kind, event.user_id, name, at, props)
         follow: list[ShoppingEvent] = []
-        kind = event.type
+        if shopper is not None:
+            self._seen(shopper, now)
+            self._withdraw(shopper)
         if kind == ev.ORDER_COMPLETED:
-            if self._is_new_order(shopper, at, event.order_id):
-                value = event.order_value
-                if value is None:
-                    value = _given_or_stored(event.cart_value, shopper)
-                self._count_order(shopper, value, at, now, event.order_id)
+            value = event.order_value
+            if value is None:
+                value = _given_or_stored(event.cart_value, shopper)
+            self._count_order(shopper, value, at, now, event.order_id)
+            if shopper is not None:
+                # The cart was bought: nothing is left in it to add, remove or abandon.
+                shopper.items_in_cart, shopper.cart_value = 0, 0.0
         elif kind == ev.CART_ABANDONED:
             self._count_abandonment(_given_or_stored(event.cart_value, shopper), now)
             if shopper is not None:
                 shopper.cart_open = False
         elif kind in (ev.CART_ADD, ev.CART_REMOVE):
             self._apply_cart_event(shopper, event)
-        elif kind == ev.CHECKOUT_STARTED and shopper is not None:
+        elif shopper is None:
+            pass
+        elif kind == ev.CHECKOUT_STARTED:
+            shopper.activity = self.labels["activity"](event.activity or CHECKOUT_FEATURE)
             self._reach(shopper, _CHECKOUT)
-        elif kind == ev.SESSION_ENDED and shopper is not None and shopper.online:
-            self._withdraw(shopper)
+        elif kind == ev.DELIVERY_SCHEDULED and event.delivery_window:
+            shopper.delivery_window = self.labels["delivery_window"](event.delivery_window)
+        elif kind == ev.SESSION_ENDED and shopper.online:
             self._end_session(shopper, event.reason or "ended", at, follow, announce=False)
+            self.capacity.left(shopper)
+        if shopper is not None:
             self._deposit(shopper)
         happened_all = [happened, *follow]
         self._count(happened_all, now)
         self.last_update = now
         return happened_all
+
+    def _seen(self, shopper: Shopper, now: float) -> None:
+        """An explicit event of a tracked shopper: seen now, like an update would be."""
+        user_id = shopper.user_id
+        shopper.received = now
+        self._shoppers[user_id] = self._shoppers.pop(user_id)  # to the end
+        if shopper.online:
+            self._online.push(shopper)
+        else:
+            self.capacity.left(shopper)
+
+    def _count_reported(self, kind: str) -> None:
+        c = self.counters
+        if kind == ev.PRODUCT_VIEWED:
+            c.product_views += 1
+        elif kind == ev.SEARCH:
+            c.searches += 1
+        else:
+            c.coupons_applied += 1
+
+    def changed_since(self, changed: int) -> list[Shopper]:
+        """Shoppers whose `changed` is at least this, in the order they changed."""
+        found: list[Shopper] = []
+        shoppers = self._shoppers
+        # Every change moves its shopper to the back and raises `changed`: read from the back.
+        for shopper in reversed(shoppers.values()):
+            if shopper.changed < changed:
+                break
+            found.append(shopper)
+        found.reverse()
+        return found
 
     def erase(self, user_id: str) -> bool:
         """Forget a shopper entirely (no session end, no abandonment: the data is gone)."""
@@ -594,26 +362,35 @@ class ShopperStore:
         if shopper is None:
             return False
         self._withdraw(shopper)
-        self._online.pop(user_id, None)
+        # Gone: a time of its own makes every queue entry of this shopper stale.
+        shopper.online, shopper.received = False, -math.inf
+        return True
+
+    def _make_room(self) -> bool:
+        """Forget the offline shopper unseen the longest; False when every shopper is online."""
+        victim = self.capacity.longest_unseen()
+        if victim is None:
+            return False
+        self.erase(victim.user_id)
+        self.capacity.evicted += 1
         return True
 
     def expire(self, now: float) -> list[ShoppingEvent]:
         """End sessions idle past the active window; forget shoppers unseen for the retention."""
         out: list[ShoppingEvent] = []
         idle_before = now - self.settings.active_window
-        while self._online:
-            shopper = next(iter(self._online.values()))
-            if shopper.received >= idle_before:
-                break
+        while (shopper := self._online.front()) is not None and shopper.received < idle_before:
             self._withdraw(shopper)
             self._end_session(shopper, "idle", shopper.timestamp, out)
-            self._deposit(shopper)
+            self.capacity.idled(shopper)
         forget_before = now - self.settings.retention
-        while self._shoppers:
-            shopper = next(iter(self._shoppers.values()))
+        gone: list[str] = []
+        for user_id, shopper in self._shoppers.items():  # oldest first; one pass, then erase
             if shopper.received >= forget_before:
                 break
-            self.erase(shopper.user_id)
+            gone.append(user_id)
+        for user_id in gone:
+            self.erase(user_id)
         self._count(out, now)
         return out
 
@@ -669,10 +446,19 @@ class ShopperStore:
             shopper.feature_time = dict(shopper.feature_time)
             if shopper.last_order_at is None:  # JSON has no -inf
                 shopper.last_order_at = -math.inf
+            shopper.order_ids = tuple(shopper.order_ids)
+            if shopper.reported is not None:
+                shopper.reported = reported.tally_of(shopper.reported)
             self._shoppers[shopper.user_id] = shopper
             if shopper.online:
-                self._online[shopper.user_id] = shopper
+                self._online.push(shopper)
                 self._deposit(shopper)
+            else:
+                self.capacity.idled(shopper)
+        # A snapshot from a run with a higher --max-shoppers keeps those seen most recently.
+        while self.capacity.full(len(self._shoppers) - 1) and self._shoppers:
+            if not self._make_room():
+                self.erase(next(iter(self._shoppers)))
         c = self.counters
         for name, value in state.get("counters", {}).items():
             if hasattr(c, name):
@@ -758,7 +544,7 @@ class ShopperStore:
         ) = _progress_fields(update.__dict__)
         old_time = old.feature_time
         if not feature_time:
-            new_time: Mapping[str, float] = _NO_TIME
+            new_time: Mapping[str, float] = NO_TIME
         elif feature_time == old_time:
             new_time = old_time
         else:
@@ -775,11 +561,18 @@ class ShopperStore:
             or (minutes is not None and minutes * 60 + 1e-6 < old.session_seconds)
         )
         base = _ZERO if restarted else old
-        progress = (
-            products - base.products_viewed,
-            searches - base.searches,
-            coupons - base.coupons,
-        )
+        tally = old.reported
+        if tally is None or restarted:
+            old.reported = None
+            progress = (
+                products - base.products_viewed,
+                searches - base.searches,
+                coupons - base.coupons,
+            )
+        else:
+            progress, old.reported = reported.beyond_events(
+                tally, reported.by_updates(old), (products, searches, coupons)
+            )
         c = self.counters
         c.page_views += page_views - base.page_views
         c.clicks += clicks - base.clicks
@@ -788,7 +581,7 @@ class ShopperStore:
         c.coupons_applied += progress[2]
         if new_time is not old_time or restarted:
             seconds = c.activity_seconds
-            old_base = _NO_TIME if restarted else old_time
+            old_base = NO_TIME if restarted else old_time
             for name, spent in new_time.items():
                 delta = spent - old_base.get(name, 0.0)
                 if delta > 0:
@@ -823,21 +616,11 @@ class ShopperStore:
 
         action = update.last_action.lower()
         action_changed = action != before_action
-        ordered = self._order_from_action(shopper, update, action, action_changed, before_at)
-        old_items, old_value = shopper.items_in_cart, shopper.cart_value
-        shopper.items_in_cart, shopper.cart_value = update.items_in_cart, update.cart_value
-        diff = update.items_in_cart - old_items
-        if diff > 0:
-            self.counters.cart_items_added += diff
-            shopper.cart_open = True
-            self._reach(shopper, _CART)
-            out.append(_event(ev.CART_ADD, shopper, at, {"items": diff}))
-        elif diff < 0 and not (ordered or shopper.last_order_at > before_at):
-            # Items that left the cart with an order since the last update were bought, not removed.
-            self.counters.cart_items_removed += -diff
-            out.append(_event(ev.CART_REMOVE, shopper, at, {"items": -diff}))
-        if update.items_in_cart == 0:
-            shopper.cart_open = False
+        ordered = self.orders.from_action(shopper, update, action, action_changed, before_at)
+        old_value = shopper.cart_value
+        if ordered or at > shopper.last_order_at:
+            self._follow_cart(shopper, update, at, before_at, ordered, out)
+        # else: the update was composed before an order counted already, which emptied the cart.
 
         entering_checkout = shopper.activity.lower() == CHECKOUT_ACTIVITY and (
             before_activity != shopper.activity
@@ -857,30 +640,30 @@ class ShopperStore:
                 )
             )
 
-    def _order_from_action(
+    def _follow_cart(
         self,
         shopper: Shopper,
         update: ShopperUpdate,
-        action: str,
-        action_changed: bool,
-        previous_at: float,
-    ) -> bool:
-        if not action or self._order_phrase.search(action) is None:
-            return False
-        if shopper.last_order_at > previous_at:
-            return False  # an explicit order_completed arrived since the last update: same order
-        if update.last_action_time is not None:
-            return epoch(update.last_action_time) > shopper.last_order_at
-        return action_changed
-
-    def _is_new_order(self, shopper: Shopper | None, at: float, order_id: str | None) -> bool:
-        if shopper is None:
-            return True
-        # Same id, or not after the last counted order (e.g. the "Placed order" update already
-        # counted it): the same order.
-        if order_id is not None and order_id == shopper.last_order_id:
-            return False
-        return at > shopper.last_order_at
+        at: float,
+        before_at: float,
+        ordered: bool,
+        out: list[ShoppingEvent],
+    ) -> None:
+        """itemsInCart changes become cart_add / cart_remove (bought items are not removals)."""
+        old_items = shopper.items_in_cart
+        shopper.items_in_cart, shopper.cart_value = update.items_in_cart, update.cart_value
+        diff = update.items_in_cart - old_items
+        if diff > 0:
+            self.counters.cart_items_added += diff
+            shopper.cart_open = True
+            self._reach(shopper, _CART)
+            out.append(_event(ev.CART_ADD, shopper, at, {"items": diff}))
+        elif diff < 0 and not (ordered or shopper.last_order_at > before_at):
+            # Items that left the cart with an order since the last update were bought, not removed.
+            self.counters.cart_items_removed += -diff
+            out.append(_event(ev.CART_REMOVE, shopper, at, {"items": -diff}))
+        if update.items_in_cart == 0:
+            shopper.cart_open = False
 
     def _count_order(
         self, shopper: Shopper | None, value: float, at: float, now: float, order_id: str | None
@@ -892,8 +675,7 @@ class ShopperStore:
         self.orders_recent.add(now)
         self.order_value_recent.add(now, value)
         if shopper is not None:
-            shopper.last_order_at = max(at, shopper.last_order_at)
-            shopper.last_order_id = order_id
+            self.orders.remember(shopper, at, order_id)
             shopper.cart_open = False
             self._reach(shopper, _ORDER)
 
@@ -912,7 +694,6 @@ class ShopperStore:
         if shopper is None:
             return
         # Move the stored cart too, so the next update's itemsInCart is not counted again.
-        self._withdraw(shopper)
         if event.items_in_cart is not None:
             shopper.items_in_cart = event.items_in_cart
         else:
@@ -922,7 +703,6 @@ class ShopperStore:
         if adding:
             shopper.cart_open = True
             self._reach(shopper, _CART)
-        self._deposit(shopper)
 
     def _start_session(
         self, shopper: Shopper, update: ShopperUpdate, at: float, out: list[ShoppingEvent]
@@ -962,8 +742,7 @@ class ShopperStore:
             self._count_abandonment(shopper.cart_value, shopper.received)
             out.append(_event(ev.CART_ABANDONED, shopper, at, {"items": shopper.items_in_cart}))
             shopper.cart_open = False
-        shopper.online = False
-        self._online.pop(shopper.user_id, None)
+        shopper.online = False  # its entry in the online queue is stale from now on
 
     def _session_seconds(self, shopper: Shopper, update: ShopperUpdate, at: float) -> float:
         if update.session_duration is not None:
@@ -1074,7 +853,7 @@ class ShopperStore:
             for name, n in distribution
         ]
         return {
-            "time": _iso(now),
+            "time": iso_time(now),
             "activeShoppers": active,
             "trackedShoppers": len(self._shoppers),
             "activeCarts": agg.carts,

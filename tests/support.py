@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import json
 import os
 import shutil
 import signal
@@ -100,6 +101,33 @@ def http_get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
             return resp.status, resp.read()
     except urllib.error.HTTPError as err:
         return err.code, err.read()
+
+
+def http_request(
+    url: str,
+    body: Any = None,
+    method: str | None = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 10.0,
+) -> tuple[int, dict[str, str], Any]:
+    """Status, headers and parsed JSON body (text when not JSON) of a request; `body` is sent
+    as JSON unless it is bytes. Never raises on 4xx/5xx."""
+    data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method)
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    for name, value in (headers or {}).items():
+        request.add_header(name, value)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as resp:
+            status, got, raw = resp.status, dict(resp.headers), resp.read()
+    except urllib.error.HTTPError as err:
+        status, got, raw = err.code, dict(err.headers), err.read()
+    try:
+        parsed: Any = json.loads(raw) if raw else None
+    except ValueError:
+        parsed = raw.decode(errors="replace")
+    return status, got, parsed
 
 
 @dataclass
@@ -223,6 +251,67 @@ def brief_example() -> dict[str, Any]:
         "lastAction": "Added item to cart",
         "lastActionTime": now,
     }
+
+
+def scraped(base_url: str, name: str, **labels: str) -> float | None:
+    """The value of one sample on a live /metrics page (counters by their `_total` name)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    status, body = http_get(base_url + "/metrics")
+    assert status == 200
+    for family in text_string_to_metric_families(body.decode()):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    return None
+
+
+class SseClient:
+    """A real SSE client of /api/stream (aiohttp, the service's own parser), keeping every
+    frame it reads and the last id, as a browser's EventSource does."""
+
+    def __init__(self, base_url: str, last_event_id: str | None = None) -> None:
+        self.url = base_url + "/api/stream"
+        self.last_event_id = last_event_id
+        self.frames: list[Any] = []
+        self._session: Any = None
+        self._response: Any = None
+
+    async def __aenter__(self) -> SseClient:
+        import aiohttp
+
+        from exporter.sources.sse import SseParser
+
+        self._parser = SseParser()
+        self._session = aiohttp.ClientSession()
+        headers = {} if self.last_event_id is None else {"Last-Event-ID": self.last_event_id}
+        self._response = await self._session.get(self.url, headers=headers)
+        assert self._response.status == 200
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._response.close()
+        await self._session.close()
+
+    async def read_until(self, done: Callable[[SseClient], bool], timeout: float = 30.0) -> None:
+        """Read frames until `done(self)`; fail after `timeout` seconds."""
+        async with asyncio.timeout(timeout):
+            while not done(self):
+                chunk = await self._response.content.readany()
+                if not chunk:
+                    raise EOFError(f"stream ended after {len(self.frames)} frames")
+                for frame in self._parser.feed(chunk):
+                    self.frames.append(frame)
+                    if frame.last_event_id:
+                        self.last_event_id = frame.last_event_id
+
+    def data(self, kind: str) -> list[dict[str, Any]]:
+        """The parsed data of every frame of this kind read so far."""
+        return [json.loads(f.data) for f in self.frames if f.type == kind]
+
+    def table(self) -> dict[str, dict[str, Any]]:
+        """The shopper table a client builds: the last user_metric frame of each shopper."""
+        return {row["userId"]: row for row in self.data("user_metric")}
 
 
 AXE_SCRIPT = ROOT / ".cache" / "axe" / "node_modules" / "axe-core" / "axe.min.js"

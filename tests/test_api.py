@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import gzip
+import time
 from typing import Any
 
 import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 
+from exporter.app import create_app
 from exporter.keys import STORE
+from exporter.settings import Settings
 
 from conftest import ClientFactory
 from support import async_wait_until, brief_example, iso, shopper
@@ -35,7 +38,7 @@ class TestIngest:
         """The brief's example, POSTed as is, is accepted and shows up as a shopper."""
         status, reply = await post(client, "/api/metrics", brief_example())
         assert status == 200
-        assert reply == {"accepted": 1, "ignored": 0, "rejected": []}
+        assert reply == {"accepted": 1, "ignored": 0, "ignoredRecords": [], "rejected": []}
         resp = await client.get("/api/shoppers/shopper_123")
         view = await resp.json()
         assert view["userName"] == "Sarah Johnson"
@@ -314,13 +317,11 @@ async def test_openapi_describes_the_api(client: Client) -> None:
     assert "email" not in update["properties"]
 
 
-async def test_slow_body_is_cut_off(client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A client that trickles its body gets a 408 instead of holding the handler."""
+async def test_slow_body_is_cut_off(aiohttp_client: ClientFactory) -> None:
+    """A client that trickles its body past --body-timeout gets a 408, not the handler held."""
     import asyncio
 
-    from exporter.api import replies
-
-    monkeypatch.setattr(replies.read_limited, "__defaults__", (0.3,))
+    client = await aiohttp_client(create_app(Settings(body_timeout=0.3)))
 
     async def trickle() -> Any:
         yield b"["
@@ -337,3 +338,49 @@ async def test_page_links_the_endpoints(client: Client) -> None:
     page = await (await client.get("/")).text()
     for href in ("/metrics", "/api/summary", "/api/shoppers", "/api/stream", "/healthz"):
         assert f'href="{href}"' in page, href
+
+
+class TestReplyShape:
+    async def test_ignored_records_are_listed_with_their_reason(self, client: Client) -> None:
+        """A stale and a repeated update are each listed by index with their reason; the stale
+        one names both times. The reply validates against the OpenAPI Report schema."""
+        from jsonschema import Draft202012Validator
+
+        now = time.time() - 600
+        first = shopper("a", timestamp=iso(now + 60), pageViews=2)
+        body = [first, shopper("a", timestamp=iso(now), pageViews=1), dict(first)]
+        status, reply = await post(client, "/api/metrics", body)
+        assert status == 200
+        assert (reply["accepted"], reply["ignored"]) == (1, 2)
+        stale, repeat = reply["ignoredRecords"]
+        assert (stale["index"], stale["kind"], stale["reason"]) == (1, "metric", "stale")
+        assert stale["timestamp"].startswith(iso(now)[:19])
+        assert stale["storedTimestamp"].startswith(iso(now + 60)[:19])
+        assert stale["timestamp"] in stale["message"]
+        assert stale["storedTimestamp"] in stale["message"]
+        assert (repeat["index"], repeat["reason"]) == (2, "duplicate")
+
+        doc = await (await client.get("/api/openapi.json")).json()
+        schema = {**doc["components"]["schemas"]["Report"], "components": doc["components"]}
+        Draft202012Validator(schema).validate(reply)
+        assert set(reply) == set(doc["components"]["schemas"]["Report"]["properties"])
+
+
+async def test_the_client_returns_ignored_records_and_retry_after(
+    aiohttp_client: ClientFactory,
+) -> None:
+    """MetricsClient returns the report with ignoredRecords, and a 429 raises PushError with
+    the service's Retry-After."""
+    from exporter.client import MetricsClient, PushError
+
+    test_client = await aiohttp_client(create_app(Settings(max_shoppers=1)))
+    async with MetricsClient(str(test_client.make_url("/"))) as pusher:
+        assert (await pusher.push_user_metric(shopper("a")))["accepted"] == 1
+        again = await pusher.push_bulk_metrics([shopper("a", timestamp=iso(0))])
+        assert again["ignoredRecords"][0]["reason"] == "stale"
+        with pytest.raises(PushError) as full:
+            await pusher.push_user_metric(shopper("b"))
+    assert full.value.status == 429
+    assert full.value.retry_after is not None
+    assert full.value.retry_after > 0
+    assert full.value.body["rejected"][0]["reason"] == "capacity"

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from support import ROOT, free_port, require_binary, run_exporter
+from support import ROOT, free_port, http_request, require_binary, run_exporter
 
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
@@ -24,13 +24,20 @@ SERVICES = {"exporter", "demo", "prometheus", "alertmanager", "grafana"}
 @cache
 def compose_config() -> dict[str, Any]:
     """The file as Debian's docker-compose (v1.29) resolves it with `docker-compose config`."""
+    return compose_config_with()
+
+
+def compose_config_with(**env: str) -> dict[str, Any]:
+    """The resolved file with these variables set (as a shell or a `.env` file sets them)."""
     compose = require_binary("docker-compose")
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("SHOPPER_", "BIND_"))}
     result = subprocess.run(
         [compose, "-f", str(COMPOSE_FILE), "config"],
         capture_output=True,
         text=True,
         timeout=60,
         cwd=ROOT,
+        env={**clean, **env},
     )
     assert result.returncode == 0, result.stdout + result.stderr
     return dict(yaml.safe_load(result.stdout))
@@ -47,6 +54,19 @@ def _mounts(name: str) -> dict[str, tuple[str, str]]:
         source, target, mode = volume.split(":")
         mounts[target] = (source, mode)
     return mounts
+
+
+def _ports(service: dict[str, Any]) -> list[tuple[str, int, int]]:
+    """(host address, published, target) of each published port, in either of the forms
+    `docker-compose config` prints (a mapping, or "ADDRESS:PUBLISHED:TARGET/tcp")."""
+    found = []
+    for port in service.get("ports", []):
+        if isinstance(port, dict):
+            found.append((port.get("host_ip", "0.0.0.0"), port["published"], port["target"]))
+        else:
+            address, published, target = str(port).split("/")[0].rsplit(":", 2)
+            found.append((address, int(published), int(target)))
+    return found
 
 
 def _dockerfile_instructions() -> list[tuple[str, str]]:
@@ -78,10 +98,7 @@ def test_exporter_and_demo_share_the_built_image() -> None:
     ]
     assert demo["depends_on"]["exporter"]["condition"] == "service_healthy"
     assert demo["environment"]["SHOPPER_DEMO_SPEED"] == "10"  # fills the dashboards in minutes
-    assert {"published": 9462, "target": 9462} in [
-        {k: v for k, v in port.items() if k in {"published", "target"}}
-        for port in exporter["ports"]
-    ]
+    assert [(published, target) for _, published, target in _ports(exporter)] == [(9462, 9462)]
 
 
 def test_third_party_images_are_pinned() -> None:
@@ -236,3 +253,67 @@ def test_dockerfile_healthcheck_probes_healthz(tmp_path: Path) -> None:
         assert healthy.returncode == 0, healthy.stderr
     down = subprocess.run(argv, env=env, capture_output=True, timeout=10)
     assert down.returncode != 0
+
+
+def test_exporter_keeps_its_state_on_a_named_volume() -> None:
+    """The exporter runs with --state-file on the `exporter-data` volume, which the image
+    creates owned by its non-root user."""
+    config = compose_config()
+    exporter = config["services"]["exporter"]
+    command = exporter["command"]
+    state_file = Path(command[command.index("--state-file") + 1])
+    assert _mounts("exporter")[str(state_file.parent)] == ("exporter-data", "rw")
+    assert "exporter-data" in config["volumes"]
+    assert command[:3] == ["shopper-exporter", "--host", "0.0.0.0"]
+    runs = " ".join(v for k, v in _dockerfile_instructions() if k == "RUN")
+    assert f"mkdir {state_file.parent}" in runs
+    assert f"chown shopper {state_file.parent}" in runs
+
+
+def test_demo_control_is_off_unless_asked_for() -> None:
+    """The page's Start/Stop Demo is refused by default and allowed with
+    SHOPPER_DEMO_CONTROL=true."""
+    assert _service("exporter")["environment"]["SHOPPER_DEMO_CONTROL"] == "false"
+    asked = compose_config_with(SHOPPER_DEMO_CONTROL="true")
+    assert asked["services"]["exporter"]["environment"]["SHOPPER_DEMO_CONTROL"] == "true"
+
+
+@pytest.mark.integration
+def test_the_compose_environment_refuses_demo_control(tmp_path: Path) -> None:
+    """The exporter started with the compose file's environment answers 403 to Start Demo."""
+    env = {k: str(v) for k, v in _service("exporter")["environment"].items()}
+    with run_exporter(tmp_path, env=env) as proc:
+        status, _, body = http_request(proc.base_url + "/api/demo/start", {})
+    assert status == 403
+    assert body["error"]
+
+
+def test_ports_are_published_on_loopback_unless_asked() -> None:
+    """Every published port binds 127.0.0.1 by default, and BIND_ADDRESS opens them."""
+    for address, config in (
+        ("127.0.0.1", compose_config()),
+        ("0.0.0.0", compose_config_with(BIND_ADDRESS="0.0.0.0")),
+    ):
+        published = [port for service in config["services"].values() for port in _ports(service)]
+        assert len(published) == 4
+        assert {host for host, _, _ in published} == {address}
+
+
+def test_tokens_reach_the_exporter_the_demo_and_grafana() -> None:
+    """SHOPPER_WRITE_TOKEN and SHOPPER_READ_TOKEN set the exporter's tokens, the demo's push
+    token and Grafana's read token."""
+    services = compose_config_with(SHOPPER_WRITE_TOKEN="w-1", SHOPPER_READ_TOKEN="r-1")["services"]
+    assert services["exporter"]["environment"]["SHOPPER_WRITE_TOKEN"] == "w-1"
+    assert services["exporter"]["environment"]["SHOPPER_READ_TOKEN"] == "r-1"
+    assert services["demo"]["environment"]["SHOPPER_TOKEN"] == "w-1"
+    assert services["grafana"]["environment"]["SHOPPER_READ_TOKEN"] == "r-1"
+
+
+def test_readme_says_how_to_run_it_safely_with_either_compose() -> None:
+    """The README gives both `docker compose` and `docker-compose`, and how to set the tokens
+    and the bind address for a host others can reach."""
+    readme = (ROOT / "README.md").read_text()
+    assert "docker compose up --build" in readme
+    assert "docker-compose up --build" in readme
+    for variable in ("SHOPPER_WRITE_TOKEN", "SHOPPER_READ_TOKEN", "BIND_ADDRESS", ".env"):
+        assert variable in readme, variable

@@ -10,6 +10,7 @@ from exporter.loki.catalog import streams_in_range
 from exporter.loki.evaluate import Sources, Stats, evaluate_metric, run_log_query
 from exporter.loki.index import StreamIndex
 from exporter.loki.logql import LogQuery, MetricExpr, parse
+from exporter.loki.pacing import Pace, QueryGate
 from exporter.loki.streams import StreamLabeller
 from exporter.settings import Settings
 from exporter.store import ShopperStore
@@ -39,6 +40,11 @@ def filled(capacity: int, count: int) -> tuple[Sources, Sources]:
     )
 
 
+def pace() -> Pace:
+    """A query's pace under the service's default limits."""
+    return QueryGate(timeout=30.0, max_heavy=8).pace()
+
+
 QUERIES = [
     '{type="cart_add"}',
     '{type=~"cart_add|search", membership="Free"} |= "Austin"',
@@ -51,32 +57,40 @@ QUERIES = [
 @pytest.mark.parametrize("query", QUERIES)
 @pytest.mark.parametrize("backward", [True, False])
 @pytest.mark.parametrize(("capacity", "count"), [(1000, 300), (64, 300), (50, 1000)])
-def test_log_queries_agree(query: str, backward: bool, capacity: int, count: int) -> None:
+async def test_log_queries_agree(query: str, backward: bool, capacity: int, count: int) -> None:
     """Indexed and scanned log queries return the same entries in the same order."""
     indexed, scanned = filled(capacity, count)
     expr = parse(query)
     assert isinstance(expr, LogQuery)
     for start, end, limit in [(0, 10**12, 1000), (50 * SECOND, 250 * SECOND, 7), (0, 1, 5)]:
         results = [
-            run_log_query(s, expr, start, end, limit=limit, backward=backward, stats=Stats())
+            await run_log_query(
+                s, expr, start, end, limit=limit, backward=backward, stats=Stats(), pace=pace()
+            )
             for s in (indexed, scanned)
         ]
         assert results[0].streams == results[1].streams
 
 
-def test_index_keeps_up_with_new_events() -> None:
+async def test_index_keeps_up_with_new_events() -> None:
     """Events logged after a query are found by the next one, and evicted ones are not."""
     indexed, scanned = filled(50, 40)
     expr = parse('{type="search"}')
     assert isinstance(expr, LogQuery)
-    before = run_log_query(indexed, expr, 0, 10**12, limit=100, backward=True, stats=Stats())
+    before = await run_log_query(
+        indexed, expr, 0, 10**12, limit=100, backward=True, stats=Stats(), pace=pace()
+    )
     assert before.count == 8
     for i in range(40, 140):
         props = {"activity": "Search", "membership": "Free"}
         event = ShoppingEvent("search", f"n{i}", "New", float(i), props)
         indexed.log.append(event, ts_ns=(i + 1) * SECOND)
-    after = run_log_query(indexed, expr, 0, 10**12, limit=100, backward=True, stats=Stats())
-    again = run_log_query(scanned, expr, 0, 10**12, limit=100, backward=True, stats=Stats())
+    after = await run_log_query(
+        indexed, expr, 0, 10**12, limit=100, backward=True, stats=Stats(), pace=pace()
+    )
+    again = await run_log_query(
+        scanned, expr, 0, 10**12, limit=100, backward=True, stats=Stats(), pace=pace()
+    )
     assert after.streams == again.streams
     assert after.count == 50
 
@@ -88,20 +102,20 @@ def test_index_keeps_up_with_new_events() -> None:
         'sum(rate({membership="Premium"} |= "Austin" [1m]))',
     ],
 )
-def test_metric_queries_agree(query: str) -> None:
+async def test_metric_queries_agree(query: str) -> None:
     """Metric queries over the index match the full scan at every step."""
     indexed, scanned = filled(64, 300)
     expr = parse(query)
     assert not isinstance(expr, LogQuery)
     metric: MetricExpr = expr
     steps = list(range(200 * SECOND, 301 * SECOND, 10 * SECOND))
-    first = evaluate_metric(indexed, metric, steps, Stats())
-    second = evaluate_metric(scanned, metric, steps, Stats())
+    first = await evaluate_metric(indexed, metric, steps, Stats(), pace())
+    second = await evaluate_metric(scanned, metric, steps, Stats(), pace())
     assert first == second
 
 
 @pytest.mark.parametrize("selector", ["", '{type=~"cart_add|search"}', '{membership="Free"}'])
-def test_catalog_counts_agree(selector: str) -> None:
+async def test_catalog_counts_agree(selector: str) -> None:
     """Label discovery from the index counts the same entries per stream as a full scan."""
     indexed, _ = filled(64, 300)
     selectors = []
@@ -110,8 +124,8 @@ def test_catalog_counts_agree(selector: str) -> None:
         assert isinstance(expr, LogQuery)
         selectors.append(expr.selector)
     window = (100 * SECOND, 280 * SECOND)
-    counted = streams_in_range(indexed, selectors, *window)
-    scanned = streams_in_range(indexed, selectors, *window, with_bytes=True)
+    counted = await streams_in_range(indexed, selectors, *window, pace())
+    scanned = await streams_in_range(indexed, selectors, *window, pace(), with_bytes=True)
     assert {k: t.entries for k, t in counted.items()} == {k: t.entries for k, t in scanned.items()}
     assert counted
     assert all(t.bytes > 0 for t in scanned.values())

@@ -166,4 +166,4 @@ def test_bad_setting_is_a_clear_error() -> None:
         check=False,
     )
     assert result.returncode == 2
-    assert "active_window" in result.stderr
+    assert "--active-window must be above 0" in result.stderr

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 
+from exporter.app import create_app
 from exporter.finder import ShopperFinder, ShopperQuery
 from exporter.keys import FINDER, STORE
+from exporter.settings import Settings
 
 from support import brief_example, shopper
 
@@ -186,3 +189,27 @@ async def test_recent_pages_without_a_search_walk_every_shopper_once(
     assert len(seen) == len({s["userId"] for s in seen}) == expected == reply["total"]
     keys = [(s["lastSeen"], s["userId"]) for s in seen]
     assert keys == sorted(keys, reverse=True)
+
+
+async def test_listing_follows_the_store_under_its_shopper_cap(
+    aiohttp_client: Callable[..., Awaitable[Client]],
+) -> None:
+    """Under --max-shoppers, total stays the summary's trackedShoppers, evicted shoppers are
+    never listed, and a shopper seen again heads the newest-first listing."""
+    client = await aiohttp_client(create_app(Settings(max_shoppers=50)))
+    offline = [
+        shopper(f"shopper_{i:05d}", userName=f"Person {i:05d}", isActive=False) for i in range(60)
+    ]
+    for start in range(0, 60, 20):  # three bodies: the first one's shoppers are evicted first
+        await push(client, offline[start : start + 20])
+    summary = await (await client.get("/api/summary")).json()
+    reply = await listing(client, "limit=1000")
+    assert reply["total"] == summary["trackedShoppers"] == 50 == len(reply["shoppers"])
+    assert {s["userId"] for s in reply["shoppers"]} == {f"shopper_{i:05d}" for i in range(10, 60)}
+    assert (await listing(client, "q=shopper_0000"))["total"] == 0  # 0 to 9 were evicted
+    await push(
+        client, shopper("shopper_00012", userName="Person 00012", isActive=False, pageViews=3)
+    )
+    newest = await listing(client, "limit=2")
+    assert newest["shoppers"][0]["userId"] == "shopper_00012"
+    assert newest["total"] == 50

@@ -11,9 +11,10 @@ from hypothesis import strategies as st
 
 from exporter.events import ShoppingEvent
 from exporter.model import ShopperEventIn, ShopperUpdate
+from exporter.outcomes import Unapplied
 from exporter.settings import Settings
 from exporter.store import ShopperStore
-from exporter.store import _iso as view_time
+from exporter.views import iso_time as view_time
 
 T0 = 1_800_000_000.0
 
@@ -39,8 +40,8 @@ def _iso(at: float) -> str:
     return datetime.fromtimestamp(at, UTC).isoformat()
 
 
-def types(events: list[ShoppingEvent] | None) -> list[str]:
-    assert events is not None
+def types(events: list[ShoppingEvent] | Unapplied) -> list[str]:
+    assert isinstance(events, list), events
     return [e.type for e in events]
 
 
@@ -68,16 +69,22 @@ class TestUpsert:
         assert (shopper.page_views, shopper.user_name) == (5, "Sarah J.")
 
     def test_stale_update_is_ignored_and_counted(self, store: ShopperStore) -> None:
-        """An update older than the stored one changes nothing."""
+        """An update older than the stored one changes nothing; the reason names both times."""
         store.apply(update(T0 + 10, pageViews=9), T0)
-        assert store.apply(update(T0, pageViews=1), T0 + 1) is None
+        ignored = store.apply(update(T0, pageViews=1), T0 + 1)
+        assert isinstance(ignored, Unapplied)
+        assert (ignored.reason, ignored.at, ignored.stored) == ("stale", T0, T0 + 10)
+        assert view_time(T0) in ignored.message
+        assert view_time(T0 + 10) in ignored.message
         assert store.counters.stale == 1
         assert store.counters.page_views == 9
 
     def test_exact_duplicate_changes_nothing(self, store: ShopperStore) -> None:
         """Resending the same update is counted as a duplicate and has no effect."""
         store.apply(update(pageViews=3, itemsInCart=2), T0)
-        assert store.apply(update(pageViews=3, itemsInCart=2), T0 + 1) is None
+        ignored = store.apply(update(pageViews=3, itemsInCart=2), T0 + 1)
+        assert isinstance(ignored, Unapplied)
+        assert ignored.reason == "duplicate"
         assert store.counters.duplicate == 1
         assert store.counters.page_views == 3
         assert store.counters.cart_items_added == 2

@@ -20,7 +20,8 @@ from exporter.ingest import Ingestor
 from exporter.keys import EVENT_LOG, HUB, INGESTOR, STATUS, STORE
 from exporter.settings import Settings
 from exporter.sources.sse import SseEvent, SseParser
-from exporter.store import ShopperStore, view_of
+from exporter.store import ShopperStore
+from exporter.views import view_of
 
 from support import async_wait_until, iso, shopper
 
@@ -357,16 +358,17 @@ class TestLazyFrames:
                 "http",
                 "event",
             )
-        assert ingestor.hub.published == 41  # 20 user_metric, 20 searches, 1 session start
+        # 20 searches, 1 session start, and a user_metric after each update and each search.
+        assert ingestor.hub.published == 61
         assert views == 0
         assert all(e._line is None for e in log.after(0))
 
         frames = stalled.pending()
         assert len(frames) == 5
-        assert stalled.dropped == 36
+        assert stalled.dropped == 56
         for frame in frames * 2:
             orjson.loads(frame.data)
-        assert views == sum(f.kind == "user_metric" for f in frames) == 2
+        assert views == sum(f.kind == "user_metric" for f in frames) == 3
         taken = {f.id for f in frames if f.kind == "event"}
         assert {e.id for e in log.after(0) if e._line is not None} == taken
 

@@ -64,7 +64,13 @@ class TestPush:
     ) -> None:
         """One update, the brief's user_metric and event messages, an array and the envelope."""
         ack = await send(ws, {"type": "user_metric", "metric": brief_example()})
-        assert ack == {"type": "ack", "accepted": 1, "ignored": 0, "rejected": []}
+        assert ack == {
+            "type": "ack",
+            "accepted": 1,
+            "ignored": 0,
+            "ignoredRecords": [],
+            "rejected": [],
+        }
         store = server.app[STORE]
         searches_before = store.counters.events.get("search", 0)
         event = {"type": "search", "userId": "shopper_123", "timestamp": iso(), "query": "tofu"}
@@ -91,7 +97,13 @@ class TestPush:
         """A message with `metrics` is acked as a batch, even with a control word as its
         type: all-valid (the one-pass path) and with a bad record (the record path) alike."""
         valid = {"type": "subscribe", "metrics": [shopper("t1")]}
-        assert await send(ws, valid) == {"type": "ack", "accepted": 1, "ignored": 0, "rejected": []}
+        assert await send(ws, valid) == {
+            "type": "ack",
+            "accepted": 1,
+            "ignored": 0,
+            "ignoredRecords": [],
+            "rejected": [],
+        }
         mixed = {"type": "subscribe", "metrics": [shopper("t2"), shopper("t3", pageViews=-1)]}
         ack = await send(ws, mixed)
         assert (ack["type"], ack["accepted"], ack["rejected"][0]["index"]) == ("ack", 1, 1)
@@ -222,9 +234,8 @@ class TestPusher:
         assert server.app[INGESTOR].received["ws"] == 36 + 2 + 1 + 1
 
     async def test_demo_pushes_over_a_websocket(self, server: TestServer) -> None:
-        """`shopper-exporter demo --transport ws` streams its traffic through /ws."""
-        # Few shoppers: the demo announces everyone online in its first message, and this
-        # server takes messages of 4 KiB at most.
+        """`shopper-exporter demo --transport ws` streams its traffic through /ws (a few
+        shoppers: this server caps messages at 4 KiB) and exits 0, having delivered."""
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "exporter", "demo", "--url", str(server.make_url("/")),
             "--transport", "ws", "--shoppers", "4", "--seed", "3", "--pace", "2",

@@ -8,7 +8,13 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from exporter.api.replies import BodyTooLargeError, error_reply, json_reply, read_limited
+from exporter.api.replies import (
+    BodyTooLargeError,
+    error_reply,
+    json_reply,
+    not_json_type,
+    read_limited,
+)
 from exporter.events import ALERT, ShoppingEvent
 from exporter.keys import INGESTOR, SETTINGS
 from exporter.model import epoch
@@ -44,6 +50,9 @@ def _alert_event(alert: dict[str, Any], now: float) -> ShoppingEvent:
 async def handle_alerts(request: web.Request) -> web.Response:
     """Alertmanager's webhook payload (version 4): each alert becomes an `alert` event."""
     ingestor = request.app[INGESTOR]
+    refused = not_json_type(request)
+    if refused is not None:
+        return refused
     try:
         raw = await read_limited(request, request.app[SETTINGS].max_body_bytes)
     except BodyTooLargeError:

@@ -39,6 +39,9 @@ class Wire:
     """Written after KEEP_ALIVE_SECONDS without frames, if the wire needs it."""
 
 
+REPLAY_PACE = 0.01
+"""Seconds between passes while a reader still has a resume replay to take."""
+
 KEEP_ALIVE_SECONDS = 15.0
 """Proxies close idle connections after 30–60 s; a comment this often keeps a stream open."""
 
@@ -112,7 +115,9 @@ class LiveWriter:
         """Until the hub shuts down: wait for frames, then serve every reader."""
         clock = asyncio.get_running_loop().time
         while not self.hub.closed:
-            await self.hub.changed(1.0)
+            # A resume replay goes out in pieces, one per pass, as its reader's connection drains.
+            replaying = any(reader.feed.replaying for reader in self.readers)
+            await self.hub.changed(REPLAY_PACE if replaying else 1.0)
             now = clock()
             for reader in list(self.readers):
                 try:

@@ -4,15 +4,27 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from exporter.api.replies import BodyTooLargeError, error_reply, json_reply, read_limited
+from exporter.api.replies import (
+    BodyTooLargeError,
+    error_reply,
+    json_reply,
+    not_json_type,
+    read_limited,
+)
 from exporter.keys import INGESTOR, SETTINGS
 from exporter.model import BodyError
 
 _STATUS_BY_REASON = {"batch_too_large": 413, "invalid": 422, "not_json": 400}
+FULL_RETRY = "60"
+"""Retry-After (seconds) when a body is refused because the store is full of online shoppers."""
 
 
 async def _ingest(request: web.Request, kind: str) -> web.Response:
     ingestor = request.app[INGESTOR]
+    refused = not_json_type(request)
+    if refused is not None:
+        ingestor.refuse("http", "not_json")
+        return refused
     limit = request.app[SETTINGS].max_body_bytes
     try:
         raw = await read_limited(request, limit)
@@ -29,6 +41,9 @@ async def _ingest(request: web.Request, kind: str) -> web.Response:
         report = ingestor.ingest_bytes(raw, "http", kind)
     except BodyError as err:
         return error_reply(_STATUS_BY_REASON.get(err.reason, 400), err.reason, str(err))
+    if report.out_of_room:
+        # Room comes back as shoppers go offline: at the latest one active window from now.
+        return json_reply(report.to_json(), status=429, headers={"Retry-After": FULL_RETRY})
     return json_reply(report.to_json(), status=422 if report.all_rejected else 200)
 
 

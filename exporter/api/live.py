@@ -1,9 +1,13 @@
-"""What a live subscriber (SSE or WebSocket) reads: missed events from the log, then live frames."""
+"""What a live subscriber (SSE or WebSocket) reads: on resume, the events it missed and the state
+of every shopper changed since; then live frames."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import heapq
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from itertools import islice
+from typing import Final
 
 from exporter.eventlog import EventLog, Frame, Hub, event_frame
 
@@ -66,12 +70,23 @@ def parse_event_id(value: object) -> int | None:
     return None
 
 
+StatesSince = Callable[[int], Iterator[Frame]]
+"""user_metric frames of the shoppers changed at or after an event id, in order of change (made
+as they are read: a reader away for long may have missed the changes of every shopper)."""
+REPLAY_CHUNK: Final = 2000
+"""Frames of a resume replay taken at once: a long replay goes out in pieces, as the reader's
+connection drains, while the service goes on."""
+
+
 class LiveFeed:
-    """A subscriber's frames: the events it missed (resume), then live frames, without gap or
+    """A subscriber's frames: on resume, what it missed; then live frames, without gap or
     duplicate.
 
-    The hub subscription and the replay snapshot are taken in the same loop tick, so every event
-    logged later arrives live and every earlier one is in the replay.
+    What it missed is the events logged after its last id and, from `states`, a user_metric
+    frame with the current state of every shopper changed since, merged in order of change: a
+    reader that was away ends with the same shopper table as one that stayed, even when the
+    events it missed fell off the log. The hub subscription and the replay are taken in the same
+    loop tick, so every change made later arrives live and every earlier one is in the replay.
     """
 
     def __init__(
@@ -81,10 +96,11 @@ class LiveFeed:
         wanted: FrameFilter,
         last_event_id: int | None,
         max_backlog: int,
+        states: StatesSince | None = None,
     ) -> None:
         self.wanted = wanted
         self._sub = hub.subscribe(max_backlog)
-        self._replay: list[Frame] = []
+        self._replay: Iterator[Frame] | None = None
         self._skip_to = 0
         self.shared = False
         """Whether the last batch is exactly what every reader with this filter got from the
@@ -92,12 +108,16 @@ class LiveFeed:
         # An id above anything logged comes from before a restart (ids start again at 1):
         # there is nothing to replay, and skipping would hide the new events.
         if last_event_id is not None and last_event_id <= log.last_id:
+            # The log's ring moves on as events arrive: its part is taken now (it is bounded).
+            events: list[Frame] = []
             if "event" in wanted.kinds:
-                self._replay = [
-                    frame
-                    for frame in map(event_frame, log.after(last_event_id))
-                    if wanted.matches(frame)
-                ]
+                events = list(map(event_frame, log.after(last_event_id)))
+            shoppers: Iterator[Frame] = iter(())
+            if states is not None and "user_metric" in wanted.kinds:
+                shoppers = states(last_event_id)
+            # Both are in id order; a state follows the events of its id, as when live.
+            merged = heapq.merge(events, shoppers, key=lambda f: (f.id, f.kind == "user_metric"))
+            self._replay = filter(wanted.matches, merged)
             self._skip_to = log.last_id
 
     @property
@@ -110,17 +130,26 @@ class LiveFeed:
         return self._sub.dropped
 
     def take(self) -> list[Frame]:
-        """The frames waiting for this subscriber, without waiting (possibly none)."""
+        """The frames waiting for this subscriber, without waiting (possibly none): the next
+        piece of a resume replay while one lasts, then live frames."""
         self.shared = False
-        if self._replay:
-            replay, self._replay = self._replay, []
-            return replay
+        if self._replay is not None:
+            piece = list(islice(self._replay, REPLAY_CHUNK))
+            if len(piece) < REPLAY_CHUNK:
+                self._replay = None
+            if piece:
+                return piece
         return self._select(self._sub.pending())
+
+    @property
+    def replaying(self) -> bool:
+        """Whether a resume replay is still being sent."""
+        return self._replay is not None
 
     @property
     def waiting(self) -> bool:
         """Whether frames (replayed or live, before filtering) are waiting to be taken."""
-        return bool(self._replay) or self._sub.backlog > 0
+        return self._replay is not None or self._sub.backlog > 0
 
     def _select(self, frames: list[Frame]) -> list[Frame]:
         self.shared = not self._skip_to

@@ -41,13 +41,26 @@ def _ingest(summary: str, item: str) -> dict[str, Any]:
             "summary": summary,
             "requestBody": _body(one_of),
             "responses": {
-                "200": _reply("Applied; refused records listed by index and field", _ref("Report")),
+                "200": _reply(
+                    "Applied; refused and ignored records listed by index", _ref("Report")
+                ),
                 "400": _reply("Not JSON", _ref("Error")),
+                "401": _reply("The write token is required", _ref("Error")),
+                "408": _reply("The body did not arrive within --body-timeout", _ref("Error")),
                 "413": _reply("Body or batch over the limit", _ref("Error")),
+                "415": _reply("A form body (send JSON)", _ref("Error")),
                 "422": _reply(
                     "Every record refused, or the body's shape is wrong",
                     {"oneOf": [_ref("Report"), _ref("Error")]},
                 ),
+                "429": {
+                    **_reply(
+                        "Every record is a new shopper and every tracked shopper is online "
+                        "(--max-shoppers); retry after the given seconds",
+                        _ref("Report"),
+                    ),
+                    "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+                },
             },
         }
     }
@@ -77,21 +90,55 @@ def document() -> dict[str, Any]:
         },
         "Report": {
             "type": "object",
-            "required": ["accepted", "ignored", "rejected"],
+            "required": ["accepted", "ignored", "ignoredRecords", "rejected"],
             "properties": {
                 "accepted": {"type": "integer"},
-                "ignored": {"type": "integer"},
+                "ignored": {"type": "integer", "description": "How many records were ignored"},
+                "ignoredRecords": {"type": "array", "items": _ref("IgnoredRecord")},
                 "rejected": {
                     "type": "array",
                     "items": {
                         "type": "object",
-                        "required": ["index", "kind", "errors"],
+                        "required": ["index", "kind", "reason", "errors"],
                         "properties": {
                             "index": {"type": "integer"},
                             "kind": {"type": "string", "enum": ["metric", "event"]},
+                            "reason": {
+                                "type": "string",
+                                "enum": ["invalid", "future", "capacity"],
+                                "description": "invalid: a field fails validation; future: "
+                                "stamped more than --max-clock-skew ahead; capacity: a new "
+                                "shopper while --max-shoppers are tracked, all online",
+                            },
                             "errors": {"type": "array", "items": _ref("FieldError")},
                         },
                     },
+                },
+            },
+        },
+        "IgnoredRecord": {
+            "type": "object",
+            "description": "A valid record that changed nothing: the state already holds it.",
+            "required": ["index", "kind", "reason", "message"],
+            "properties": {
+                "index": {"type": "integer"},
+                "kind": {"type": "string", "enum": ["metric", "event"]},
+                "reason": {
+                    "type": "string",
+                    "enum": ["stale", "duplicate"],
+                    "description": "stale: older than the stored state; duplicate: the same "
+                    "update again, an order already counted, or an action an update reported",
+                },
+                "message": {"type": "string"},
+                "timestamp": {
+                    "type": "string",
+                    "format": "date-time",
+                    "description": "The record's time (stale records)",
+                },
+                "storedTimestamp": {
+                    "type": "string",
+                    "format": "date-time",
+                    "description": "The time of the stored state it is older than (stale)",
                 },
             },
         },

@@ -48,8 +48,10 @@ async def handle_healthz(request: web.Request) -> web.Response:
 
 async def handle_readyz(request: web.Request) -> web.Response:
     """Readiness: startup finished and background tasks run."""
-    ready = request.app[STATUS].ready
-    return json_reply({"status": "ready" if ready else "starting"}, status=200 if ready else 503)
+    if request.app[STATUS].ready:
+        return json_reply({"status": "ready"})
+    body = {"status": "starting", "error": "starting", "message": "the service is starting"}
+    return json_reply(body, status=503, headers={"Retry-After": "1"})
 
 
 def setup_pages(app: web.Application) -> None:

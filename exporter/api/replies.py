@@ -38,18 +38,30 @@ def streams_full(request: web.Request) -> web.Response | None:
     )
 
 
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+def not_json_type(request: web.Request) -> web.Response | None:
+    """A 415 for a form body (never JSON); any other type is read as JSON, so `sendBeacon`'s
+    text/plain and a missing type work."""
+    if request.content_type not in FORM_TYPES:
+        return None
+    return error_reply(
+        415,
+        "unsupported_media_type",
+        f"{request.content_type} bodies are not read: send JSON (Content-Type: application/json)",
+    )
+
+
 class BodyTooLargeError(Exception):
     """The request body is over the configured limit."""
 
 
-BODY_TIMEOUT = 30.0
-"""Seconds a client may take to send a body: a slow sender does not hold a handler forever."""
-
-
-async def read_limited(request: web.Request, limit: int, within: float = BODY_TIMEOUT) -> bytes:
+async def read_limited(request: web.Request, limit: int, within: float | None = None) -> bytes:
     """Read a body of at most `limit` bytes; refuse larger ones without reading them whole.
 
-    Raises BodyTooLargeError past the limit, and answers 408 when the body takes too long.
+    Raises BodyTooLargeError past the limit, and answers 408 when the body takes longer than
+    `within` seconds (default: --body-timeout), so a slow sender cannot hold a handler forever.
     """
     declared = request.content_length
     if declared is not None and declared > limit:
@@ -61,6 +73,8 @@ async def read_limited(request: web.Request, limit: int, within: float = BODY_TI
         if len(body) > limit:
             raise BodyTooLargeError
         return body
+    if within is None:
+        within = request.app[SETTINGS].body_timeout
     chunks: list[bytes] = []
     size = 0
     try:
@@ -72,8 +86,7 @@ async def read_limited(request: web.Request, limit: int, within: float = BODY_TI
                 chunks.append(chunk)
     except TimeoutError:
         raise web.HTTPRequestTimeout(
-            text='{"error": "timeout", "message": "the body was not sent in time"}',
-            content_type="application/json",
+            text=f"the body was not sent within {within:g} s (--body-timeout)",
             headers={"Connection": "close"},
         ) from None
     return b"".join(chunks)

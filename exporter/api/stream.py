@@ -15,7 +15,7 @@ from exporter.api.live import FilterError, FrameFilter, LiveFeed, parse_event_id
 from exporter.api.replies import error_reply, streams_full
 from exporter.api.websocket import setup_websocket
 from exporter.eventlog import Frame
-from exporter.keys import EVENT_LOG, HUB, SETTINGS, STATUS, STREAMS
+from exporter.keys import EVENT_LOG, HUB, INGESTOR, SETTINGS, STATUS, STREAMS
 
 RETRY_MS = 5000
 """How long a browser waits before reconnecting (the brief's five seconds)."""
@@ -68,7 +68,14 @@ async def handle_stream(request: web.Request) -> web.StreamResponse:
     transport = request.transport
     if transport is None:
         return response
-    feed = LiveFeed(app[HUB], app[EVENT_LOG], wanted, last_id, app[SETTINGS].stream_backlog)
+    feed = LiveFeed(
+        app[HUB],
+        app[EVENT_LOG],
+        wanted,
+        last_id,
+        app[SETTINGS].stream_backlog,
+        app[INGESTOR].states_since,
+    )
     streams, status, writer = app[STREAMS], app[STATUS], app[LIVE_WRITER]
     streams.add(response)
     status.streams["sse"] += 1

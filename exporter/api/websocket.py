@@ -145,6 +145,7 @@ class LiveSocket:
             wanted,
             parse_event_id(request.get("lastEventId")),
             app[SETTINGS].stream_backlog,
+            app[INGESTOR].states_since,
         )
         await self.ws.send_str(
             _json(

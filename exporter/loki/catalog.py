@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Final
 
-from exporter.loki.evaluate import LabelsKey, Sources, labels_key
+from exporter.loki.evaluate import Sources, labels_key
 from exporter.loki.index import StreamIndex
 from exporter.loki.logql import StreamSelector
+from exporter.loki.pacing import Pace
 from exporter.loki.pipeline import Labels
 from exporter.loki.streams import EventKey
+from exporter.loki.vectors import LabelsKey
+
+_SLICE: Final = 1024
 
 
 @dataclass(slots=True)
@@ -21,11 +26,12 @@ class StreamTotals:
     bytes: int = 0
 
 
-def streams_in_range(
+async def streams_in_range(
     sources: Sources,
     selectors: list[StreamSelector],
     start_ns: int,
     end_ns: int,
+    pace: Pace,
     *,
     with_bytes: bool = False,
 ) -> dict[LabelsKey, StreamTotals]:
@@ -41,13 +47,17 @@ def streams_in_range(
 
     found: dict[LabelsKey, StreamTotals] = {}
     labeller = sources.labeller
-    if sources.index is not None and not with_bytes:
-        for key, held in _counts(sources, sources.index, start_ns, end_ns).items():
+    index = sources.index
+    if index is not None and not with_bytes:
+        while index.refresh(_SLICE):
+            await pace.tick()
+        for key, held in _counts(sources, index, start_ns, end_ns).items():
             labels = labeller.for_key(key)
             if picked(labels):
                 found.setdefault(labels_key(labels), StreamTotals(labels)).entries += held
     else:
-        _scan(sources, picked, start_ns, end_ns, found)
+        for _ in _scan(sources, picked, start_ns, end_ns, found):
+            await pace.tick()
     store = sources.store
     for shopper in store.newest(limit=len(store)):
         labels = labeller.for_shopper(shopper)
@@ -65,7 +75,6 @@ def _counts(
     last = next(log.between(start_ns, end_ns, backward=True), None)
     if first is None or last is None:
         return {}
-    index.refresh()
     return index.counts(first.id, last.id)
 
 
@@ -75,21 +84,29 @@ def _scan(
     start_ns: int,
     end_ns: int,
     found: dict[LabelsKey, StreamTotals],
-) -> None:
+) -> Iterator[None]:
+    """Count every event in range into `found`, pausing (a `yield`) after each slice; events
+    that leave the ring during a pause are not counted."""
     by_event: dict[EventKey, StreamTotals | None] = {}
-    labeller = sources.labeller
-    for logged in sources.log.between(start_ns, end_ns):
-        event = logged.event
-        key = (event.type, event.props.get("activity"), event.props.get("membership"))
-        totals = by_event.get(key)
-        if totals is None:
-            if key in by_event:
-                continue
-            labels = labeller.for_key(key)
-            if not picked(labels):
-                by_event[key] = None
-                continue
-            totals = found.setdefault(labels_key(labels), StreamTotals(labels))
-            by_event[key] = totals
-        totals.entries += 1
-        totals.bytes += len(logged.line)
+    labeller, log = sources.labeller, sources.log
+    first = next(log.between(start_ns, end_ns), None)
+    last = next(log.between(start_ns, end_ns, backward=True), None)
+    if first is None or last is None:
+        return
+    for at in range(first.id, last.id + 1, _SLICE):
+        yield
+        for logged in log.held(list(range(at, min(at + _SLICE, last.id + 1)))):
+            event = logged.event
+            key = (event.type, event.props.get("activity"), event.props.get("membership"))
+            totals = by_event.get(key)
+            if totals is None:
+                if key in by_event:
+                    continue
+                labels = labeller.for_key(key)
+                if not picked(labels):
+                    by_event[key] = None
+                    continue
+                totals = found.setdefault(labels_key(labels), StreamTotals(labels))
+                by_event[key] = totals
+            totals.entries += 1
+            totals.bytes += len(logged.line)

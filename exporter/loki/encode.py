@@ -7,7 +7,8 @@ from typing import Any
 
 import orjson
 
-from exporter.loki.evaluate import LabelsKey, Scalar, Stats, Streams, Vector
+from exporter.loki.evaluate import Stats, Streams
+from exporter.loki.vectors import LabelsKey, Scalar, Vector
 
 
 def format_value(value: float) -> str:

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Iterator
-from itertools import chain
+from collections.abc import Callable
+from itertools import chain, islice
 
 from aiohttp import web
 
-from exporter.eventlog import EventLog, LoggedEvent
+from exporter.eventlog import EventLog
 from exporter.loki.streams import EventKey
 
 
@@ -26,11 +26,12 @@ class StreamIndex:
         self._indexed = 0
         self._trimmed_below = 0
 
-    def refresh(self) -> None:
-        """Index events logged since the last call; forget ids that left the ring."""
+    def refresh(self, limit: int | None = None) -> bool:
+        """Index events logged since the last call (at most `limit` of them); forget ids that
+        left the ring. True while more remain to index."""
         log = self.log
         ids = self._ids
-        for logged in log.after(self._indexed):
+        for logged in islice(log.after(self._indexed), limit):
             event = logged.event
             props = event.props
             key = (event.type, props.get("activity"), props.get("membership"))
@@ -38,7 +39,8 @@ class StreamIndex:
             if bucket is None:
                 bucket = ids[key] = array("q")
             bucket.append(logged.id)
-        self._indexed = log.last_id
+            self._indexed = logged.id
+        self._indexed = max(self._indexed, log.first_id - 1)
         first = log.first_id
         # Trimming is O(streams); doing it once per half ring keeps it amortized.
         if first - self._trimmed_below > log.capacity // 2:
@@ -50,6 +52,7 @@ class StreamIndex:
                 elif cut:
                     del bucket[:cut]
             self._trimmed_below = first
+        return self._indexed < log.last_id
 
     def share(self, wanted: Callable[[EventKey], bool]) -> tuple[list[EventKey], int, int]:
         """(keys a selector wants, ids held under them, ids held overall)."""
@@ -71,10 +74,10 @@ class StreamIndex:
                 out[key] = held
         return out
 
-    def events(
+    def ids(
         self, keys: list[EventKey], first_id: int, last_id: int, *, backward: bool
-    ) -> Iterator[LoggedEvent]:
-        """Held events of these streams with ids in [first_id, last_id], in id order."""
+    ) -> list[int]:
+        """Ids of these streams' events in [first_id, last_id], in id order (or reversed)."""
         first_id = max(first_id, self.log.first_id)
         runs = []
         for key in keys:
@@ -85,13 +88,11 @@ class StreamIndex:
             hi = bisect_right(bucket, last_id)
             if hi > lo:
                 runs.append(bucket[lo:hi])
-        if not runs:
-            return iter(())
         # Sorting already sorted runs is a merge in C; cheaper than a Python heap merge.
-        merged = sorted(chain.from_iterable(runs)) if len(runs) > 1 else list(runs[0])
+        merged = sorted(chain.from_iterable(runs)) if len(runs) > 1 else list(chain(*runs))
         if backward:
             merged.reverse()
-        return self.log.held(merged)
+        return merged
 
 
 INDEX = web.AppKey("loki_index", StreamIndex)

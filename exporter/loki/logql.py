@@ -6,9 +6,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Final, Literal, TypeAlias
 
+from exporter.loki.regex import LogRegex, RegexError, compile_logql
+
 MAX_QUERY_LENGTH: Final = 16_384
-MAX_REGEX_LENGTH: Final = 1_000
-MAX_REPEAT: Final = 1_000
 MAX_DEPTH: Final = 64
 
 
@@ -238,12 +238,12 @@ MatchOp: TypeAlias = Literal["=", "!=", "=~", "!~"]
 
 @dataclass(frozen=True, slots=True)
 class Matcher:
-    """`name op "value"`; regexes are compiled once, fully anchored (fullmatch)."""
+    """`name op "value"`; a regex is compiled once, fully anchored as Loki's matchers are."""
 
     name: str
     op: MatchOp
     value: str
-    regex: re.Pattern[str] | None = field(default=None, compare=False)
+    regex: LogRegex | None = field(default=None, compare=False)
 
     def matches(self, value: str) -> bool:
         match self.op:
@@ -253,10 +253,10 @@ class Matcher:
                 return value != self.value
             case "=~":
                 assert self.regex is not None
-                return self.regex.fullmatch(value) is not None
+                return self.regex.matches(value)
             case _:
                 assert self.regex is not None
-                return self.regex.fullmatch(value) is None
+                return not self.regex.matches(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,7 +275,7 @@ class LineFilter:
 
     op: Literal["|=", "!=", "|~", "!~"]
     values: tuple[str, ...]
-    regexes: tuple[re.Pattern[str], ...] = field(default=(), compare=False)
+    regexes: tuple[LogRegex, ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,7 +284,7 @@ class Parser:
 
     kind: Literal["json", "logfmt", "regexp"]
     params: tuple[tuple[str, str], ...] = ()
-    regex: re.Pattern[str] | None = field(default=None, compare=False)
+    regex: LogRegex | None = field(default=None, compare=False)
 
 
 CompareOp: TypeAlias = Literal["=", "!=", "=~", "!~", "==", ">", ">=", "<", "<="]
@@ -299,7 +299,7 @@ class LabelCompare:
     kind: Literal["string", "number", "duration", "bytes"]
     text: str = ""
     number: float = 0.0
-    regex: re.Pattern[str] | None = field(default=None, compare=False)
+    regex: LogRegex | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -496,92 +496,21 @@ _TEMPLATE_ACTION: Final = re.compile(
 )
 
 
-# ----- regex safety ---------------------------------------------------------------------------
+# ----- regexes --------------------------------------------------------------------------------
 
 
-def _nested_repeat(pattern: str) -> bool:
-    """Whether a repeated group contains another unbounded repeat, as in `(a+)+`.
+def compile_regex(
+    text: str, pos: int, source: str, *, search: bool, captures: bool = False
+) -> LogRegex:
+    """A query regex compiled with RE2 as Loki compiles it (see exporter.loki.regex).
 
-    Python's backtracking engine takes exponential time on those; RE2 (what Loki uses) does
-    not, so refusing them keeps the same queries fast without a second regex engine.
+    `search` for line filters and the regexp parser (unanchored); matchers are anchored. A
+    pattern RE2 refuses is a parse error at its string, in Go's words.
     """
-    inner: list[bool] = []  # per open group: does it hold an unbounded repeat?
-    i, n = 0, len(pattern)
-    last_closed_inner = False
-    while i < n:
-        ch = pattern[i]
-        if ch == "\\":
-            i += 2
-            last_closed_inner = False
-            continue
-        if ch == "[":  # a character class holds no groups or repeats
-            j = i + 1
-            if j < n and pattern[j] == "^":
-                j += 1
-            if j < n and pattern[j] == "]":
-                j += 1
-            while j < n and pattern[j] != "]":
-                j += 2 if pattern[j] == "\\" else 1
-            i = j + 1
-            last_closed_inner = False
-            continue
-        if ch == "(":
-            inner.append(False)
-        elif ch == ")":
-            last_closed_inner = inner.pop() if inner else False
-            if inner and last_closed_inner:
-                inner[-1] = True
-            i += 1
-            continue
-        elif ch in "*+" or (ch == "{" and re.match(r"\{\d*,\}", pattern[i:])):
-            if last_closed_inner:
-                return True
-            if inner:
-                inner[-1] = True
-        last_closed_inner = False
-        i += 1
-    return False
-
-
-_WILDCARD_REPEAT: Final = re.compile(r"(?<!\\)\.(?:[*+]|\{\d*,\})")
-MAX_WILDCARD_REPEATS: Final = 2
-
-
-def _trim_wildcards(text: str) -> str:
-    """Drop `.*` at either end of an unanchored pattern: a search finds the same lines faster."""
-    while text.startswith(".*") and not text.startswith(".*?"):
-        text = text[2:]
-    while text.endswith(".*") and not text.endswith("\\.*"):
-        text = text[:-2]
-    return text
-
-
-def compile_regex(text: str, pos: int, source: str, *, search: bool) -> re.Pattern[str]:
-    """Compile a query regex once, refusing ones that would make Python's engine crawl.
-
-    Loki runs RE2, which is linear; Python backtracks. So patterns are capped in length, nested
-    repeats such as `(a+)+` are refused, and so are more than two `.*`-style repeats, whose cost
-    grows as line length to that power.
-    """
-    if len(text) > MAX_REGEX_LENGTH:
-        raise position_error(source, f"regex is longer than {MAX_REGEX_LENGTH} characters", pos)
-    pattern = _trim_wildcards(text) if search else text
-    if _nested_repeat(pattern):
-        raise position_error(source, "regex has a nested repeat such as (a+)+", pos)
-    if len(_WILDCARD_REPEAT.findall(pattern)) > MAX_WILDCARD_REPEATS:
-        raise position_error(
-            source, f"regex has more than {MAX_WILDCARD_REPEATS} wildcard repeats such as .*", pos
-        )
-    for bound in re.findall(r"\{(\d+)(?:,(\d*))?\}", pattern):
-        if any(b and int(b) > MAX_REPEAT for b in bound):
-            raise position_error(source, f"regex repeat count over {MAX_REPEAT}", pos)
-    # RE2 spellings Python does not know: \z for the end of text, (?<name>…) for named groups.
-    pattern = pattern.replace(r"\z", r"\Z")
-    pattern = re.sub(r"\(\?<(?=[A-Za-z_])", "(?P<", pattern)
     try:
-        return re.compile(pattern)
-    except (re.error, OverflowError, RecursionError, ValueError) as err:
-        raise position_error(source, f"invalid regex {text!r}: {err}", pos) from None
+        return compile_logql(text, anchored=not search, captures=captures)
+    except RegexError as err:
+        raise position_error(source, str(err), pos) from None
 
 
 def parse_template(text: str, pos: int, source: str) -> Template:
@@ -906,7 +835,7 @@ class _Parser:
         while self.is_word("or") and self.peek().kind == STRING:
             self.advance()
             values.append(self.filter_value())
-        regexes: tuple[re.Pattern[str], ...] = ()
+        regexes: tuple[LogRegex, ...] = ()
         if op_tok.kind in ("|~", "!~"):
             regexes = tuple(compile_regex(v.value, v.pos, self.text, search=True) for v in values)
         op = op_tok.kind
@@ -931,9 +860,11 @@ class _Parser:
                 if word == "regexp":
                     self.advance()
                     value = self.string("a regular expression")
-                    regex = compile_regex(value.value, value.pos, self.text, search=True)
-                    if not regex.groupindex:
-                        raise self.error("regexp needs at least one named group (?P<name>…)", value)
+                    regex = compile_regex(
+                        value.value, value.pos, self.text, search=True, captures=True
+                    )
+                    if not regex.names:
+                        raise self.error("at least one named capture must be supplied", value)
                     return Parser("regexp", (), regex)
                 if word == "line_format":
                     self.advance()

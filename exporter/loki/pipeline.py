@@ -26,6 +26,7 @@ from exporter.loki.logql import (
     Template,
     Unwrap,
 )
+from exporter.loki.regex import LogRegex
 
 Labels = dict[str, str]
 """Label name → value. Stream labels are shared between lines: stages copy before changing."""
@@ -195,18 +196,16 @@ def _logfmt_stage(params: tuple[tuple[str, str], ...]) -> StageFn:
     return stage
 
 
-def _regexp_stage(regex: re.Pattern[str]) -> StageFn:
-    names = [(group, sanitize_key(group)) for group in regex.groupindex]
+def _regexp_stage(regex: LogRegex) -> StageFn:
+    names = {group: sanitize_key(group) for group in regex.names}
 
     def stage(ts: int, line: str, labels: Labels) -> tuple[str, Labels]:
-        match = regex.search(line)
-        if match is None:
+        found = regex.named(line)
+        if found is None:
             return line, labels
         out = dict(labels)
-        for group, name in names:
-            value = match.group(group)
-            if value is not None:
-                _add_parsed(out, labels, name, value)
+        for group, value in found.items():
+            _add_parsed(out, labels, names[group], value)
         return line, out
 
     return stage
@@ -229,9 +228,11 @@ def line_predicate(stage: LineFilter) -> Callable[[str], bool] | None:
                 return lambda line: False  # every line contains ""
             return lambda line: not any(v in line for v in needles)
         case "|~":
-            return lambda line: any(r.search(line) for r in regexes)
+            if len(regexes) == 1:
+                return regexes[0].matches
+            return lambda line: any(r.matches(line) for r in regexes)
         case _:
-            return lambda line: not any(r.search(line) for r in regexes)
+            return lambda line: not any(r.matches(line) for r in regexes)
 
 
 def label_number(value: str, kind: str) -> float | None:
@@ -256,8 +257,7 @@ def _compare(test: LabelCompare, labels: Labels) -> int:
         if test.op == "!=":
             return _PASS if value != test.text else _FAIL
         assert test.regex is not None
-        found = test.regex.fullmatch(value) is not None
-        return _PASS if found == (test.op == "=~") else _FAIL
+        return _PASS if test.regex.matches(value) == (test.op == "=~") else _FAIL
     raw = labels.get(test.name)
     if raw is None:
         return _FAIL

@@ -17,12 +17,17 @@ from exporter.api.replies import BodyTooLargeError, read_limited
 from exporter.ingest import Ingestor
 from exporter.keys import INGESTOR, SETTINGS
 from exporter.model import BodyError, parse_json
+from exporter.skew import FUTURE
 
 UPDATE_FIELDS: Final = frozenset({"userId", "userName", "timestamp", "isActive"})
 EVENT_FIELDS: Final = frozenset({"type", "userId", "timestamp"})
 LOG_TYPE: Final = "log"
 _TYPE_LABEL: Final = re.compile(r"[A-Za-z][\w.-]{0,63}")
 TRANSPORT: Final = "loki"
+
+
+Line = tuple[str, float, str]
+"""A plain log line: (type, time in epoch seconds, text)."""
 
 
 class PushError(ValueError):
@@ -35,7 +40,8 @@ class PushBatch:
 
     updates: list[tuple[int, Any]] = field(default_factory=list)
     events: list[tuple[int, Any]] = field(default_factory=list)
-    lines: list[tuple[str, float, str]] = field(default_factory=list)
+    lines: list[Line] = field(default_factory=list)
+    line_positions: list[int] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.updates) + len(self.events) + len(self.lines)
@@ -106,6 +112,7 @@ def sort_push(body: Any, max_lines: int) -> PushBatch:
                 raise PushError(f"{where}: structured metadata must be an object")
             record = _record(line)
             if record is None:
+                batch.line_positions.append(len(batch))
                 batch.lines.append((kind, ts / 1e9, line))
             elif record[0] == "metric":
                 batch.updates.append((len(batch), record[1]))
@@ -126,8 +133,22 @@ def apply_push(ingestor: Ingestor, batch: PushBatch) -> list[str]:
             reasons = "; ".join(f"{e.field}: {e.message}" for e in rejection.errors)
             problems.append(f"line {line_no}: {reasons}")
     if batch.lines:
-        ingestor.keep_lines(batch.lines, TRANSPORT)
+        ingestor.keep_lines(_not_ahead(ingestor, batch, problems), TRANSPORT)
     return problems
+
+
+def _not_ahead(ingestor: Ingestor, batch: PushBatch, problems: list[str]) -> list[Line]:
+    """The plain lines within the clock-skew limit; the others are refused and counted."""
+    now = ingestor.clock()
+    horizon = ingestor.skew.horizon(now)
+    kept = [line for line in batch.lines if line[1] <= horizon]
+    if len(kept) < len(batch.lines):
+        for line_no, (_, at, _) in zip(batch.line_positions, batch.lines, strict=True):
+            if at > horizon:
+                refusal = ingestor.skew.refusal(at, now)
+                problems.append(f"line {line_no}: {refusal.field}: {refusal.message}")
+        ingestor.refuse(TRANSPORT, FUTURE, len(batch.lines) - len(kept))
+    return kept
 
 
 def _refuse(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:

@@ -11,7 +11,7 @@ from multidict import MultiDict, MultiDictProxy, MultiMapping
 
 from exporter.keys import EVENT_LOG, SETTINGS, STATUS, STORE
 from exporter.loki import encode
-from exporter.loki.catalog import streams_in_range
+from exporter.loki.catalog import StreamTotals, streams_in_range
 from exporter.loki.evaluate import (
     QueryError,
     Sources,
@@ -23,6 +23,14 @@ from exporter.loki.evaluate import (
 from exporter.loki.forward import forwarding
 from exporter.loki.index import INDEX, StreamIndex
 from exporter.loki.logql import Expr, LogQuery, ParseError, StreamSelector, parse
+from exporter.loki.pacing import (
+    QUERY_GATE,
+    QueryCancelledError,
+    QueryGate,
+    QueryTimeoutError,
+    TooManyQueriesError,
+    query_pace,
+)
 from exporter.loki.params import (
     ParamError,
     parse_direction,
@@ -34,6 +42,7 @@ from exporter.loki.params import (
 from exporter.loki.push import handle_push
 from exporter.loki.streams import LABELLER, StreamLabeller
 from exporter.loki.tail import handle_tail
+from exporter.loki.vectors import LabelsKey
 
 PREFIX = "/loki/api/v1"
 METADATA_LOOKBACK_NS = 6 * 3_600_000_000_000
@@ -84,6 +93,30 @@ def _selector(text: str) -> StreamSelector:
     return expr.selector
 
 
+def refusal(err: Exception) -> web.Response:
+    """Loki's answer for a query it will not or cannot finish."""
+    if isinstance(err, QueryTimeoutError):
+        return text_error(str(err), 504)
+    if isinstance(err, TooManyQueriesError):
+        response = text_error(str(err), 429)
+        response.headers["Retry-After"] = str(err.retry_after)
+        return response
+    if isinstance(err, QueryCancelledError):
+        return text_error(str(err), 499)
+    return text_error(str(err))
+
+
+QUERY_REFUSALS = (
+    ParseError,
+    ParamError,
+    QueryError,
+    QueryTimeoutError,
+    TooManyQueriesError,
+    QueryCancelledError,
+)
+"""What a query may stop with; `refusal` turns each into Loki's status and text."""
+
+
 async def handle_query_range(request: web.Request) -> web.Response:
     """Log queries → streams (limit, direction); metric queries → matrix over the steps."""
     params = await _params(request)
@@ -91,23 +124,25 @@ async def handle_query_range(request: web.Request) -> web.Response:
     try:
         expr = _query(params)
         start, end = time_range(params)
-        if isinstance(expr, LogQuery):
-            streams = run_log_query(
-                sources(request.app),
-                expr,
-                start,
-                end,
-                limit=parse_limit(params.get("limit")),
-                backward=parse_direction(params.get("direction")),
-                stats=stats,
-            )
-            return _json(encode.streams_body(streams, stats))
-        # `limit` arrives on metric queries too (Grafana always sends it) and means nothing there.
-        steps = range_steps(start, end, parse_step(params.get("step"), start, end))
-        value = evaluate_metric(sources(request.app), expr, steps, stats)
-        return _json(encode.matrix_body(value, steps, stats))
-    except (ParseError, ParamError, QueryError) as err:
-        return text_error(str(err))
+        with query_pace(request) as pace:
+            if isinstance(expr, LogQuery):
+                streams = await run_log_query(
+                    sources(request.app),
+                    expr,
+                    start,
+                    end,
+                    limit=parse_limit(params.get("limit")),
+                    backward=parse_direction(params.get("direction")),
+                    stats=stats,
+                    pace=pace,
+                )
+                return _json(encode.streams_body(streams, stats))
+            # `limit` arrives on metric queries too (Grafana always sends it): it means nothing.
+            steps = range_steps(start, end, parse_step(params.get("step"), start, end))
+            value = await evaluate_metric(sources(request.app), expr, steps, stats, pace)
+            return _json(encode.matrix_body(value, steps, stats))
+    except QUERY_REFUSALS as err:
+        return refusal(err)
 
 
 async def handle_query(request: web.Request) -> web.Response:
@@ -119,10 +154,11 @@ async def handle_query(request: web.Request) -> web.Response:
         at = parse_time(params.get("time"), time.time_ns(), "time")
         if isinstance(expr, LogQuery):
             raise QueryError(INSTANT_LOG_QUERY)
-        value = evaluate_metric(sources(request.app), expr, [at], stats)
+        with query_pace(request) as pace:
+            value = await evaluate_metric(sources(request.app), expr, [at], stats, pace)
         return _json(encode.instant_body(value, at, stats))
-    except (ParseError, ParamError, QueryError) as err:
-        return text_error(str(err))
+    except QUERY_REFUSALS as err:
+        return refusal(err)
 
 
 def _metadata_scope(params: Mapping[str, str]) -> tuple[list[StreamSelector], int, int]:
@@ -131,14 +167,29 @@ def _metadata_scope(params: Mapping[str, str]) -> tuple[list[StreamSelector], in
     return ([_selector(query)] if query.strip() else []), start, end
 
 
+async def _streams(
+    request: web.Request,
+    selectors: list[StreamSelector],
+    start: int,
+    end: int,
+    *,
+    with_bytes: bool = False,
+) -> dict[LabelsKey, StreamTotals]:
+    with query_pace(request) as pace:
+        return await streams_in_range(
+            sources(request.app), selectors, start, end, pace, with_bytes=with_bytes
+        )
+
+
 async def handle_labels(request: web.Request) -> web.Response:
     """Label names of the streams in range (`query` narrows to a selector)."""
     try:
         selectors, start, end = _metadata_scope(request.query)
-    except (ParseError, ParamError) as err:
-        return text_error(str(err))
+        found = await _streams(request, selectors, start, end)
+    except QUERY_REFUSALS as err:
+        return refusal(err)
     names: set[str] = set()
-    for totals in streams_in_range(sources(request.app), selectors, start, end).values():
+    for totals in found.values():
         names.update(totals.labels)
     if not selectors:
         # Grafana up to 10.1 tests the datasource by asking for label names: never answer none.
@@ -151,10 +202,11 @@ async def handle_label_values(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     try:
         selectors, start, end = _metadata_scope(request.query)
-    except (ParseError, ParamError) as err:
-        return text_error(str(err))
+        found = await _streams(request, selectors, start, end)
+    except QUERY_REFUSALS as err:
+        return refusal(err)
     values: set[str] = set()
-    for totals in streams_in_range(sources(request.app), selectors, start, end).values():
+    for totals in found.values():
         value = totals.labels.get(name)
         if value is not None:
             values.add(value)
@@ -167,9 +219,9 @@ async def handle_series(request: web.Request) -> web.Response:
     try:
         start, end = time_range(params, METADATA_LOOKBACK_NS)
         selectors = [_selector(text) for text in params.getall("match[]", []) if text.strip()]
-    except (ParseError, ParamError) as err:
-        return text_error(str(err))
-    found = streams_in_range(sources(request.app), selectors, start, end)
+        found = await _streams(request, selectors, start, end)
+    except QUERY_REFUSALS as err:
+        return refusal(err)
     return _json(encode.data_body([found[key].labels for key in sorted(found)]))
 
 
@@ -177,9 +229,9 @@ async def handle_index_stats(request: web.Request) -> web.Response:
     """Size of what a selector reads in range: a bare object, as Loki answers."""
     try:
         selectors, start, end = _metadata_scope(request.query)
-    except (ParseError, ParamError) as err:
-        return text_error(str(err))
-    found = streams_in_range(sources(request.app), selectors, start, end, with_bytes=True)
+        found = await _streams(request, selectors, start, end, with_bytes=True)
+    except QUERY_REFUSALS as err:
+        return refusal(err)
     entries = sum(t.entries for t in found.values())
     size = sum(t.bytes for t in found.values())
     body = {"streams": len(found), "chunks": len(found), "entries": entries, "bytes": size}
@@ -197,6 +249,8 @@ def setup_loki(app: web.Application) -> None:
     """The Loki-compatible API over the event log and shopper state, plus forwarding."""
     app[LABELLER] = StreamLabeller(app[SETTINGS].label_cap)
     app[INDEX] = StreamIndex(app[EVENT_LOG])
+    settings = app[SETTINGS]
+    app[QUERY_GATE] = QueryGate(settings.loki_query_timeout, settings.loki_max_concurrent_queries)
     router = app.router
     for path, handler in (
         ("/query_range", handle_query_range),

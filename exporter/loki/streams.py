@@ -85,16 +85,6 @@ class StreamLabeller:
         return self.for_state(shopper.online, shopper.membership)
 
 
-def state_lines(
-    store: ShopperStore, labeller: StreamLabeller, *, oldest_first: bool = False
-) -> list[tuple[dict[str, str], Shopper]]:
-    """Every current shopper with their stream labels, most recently updated first."""
-    shoppers = store.newest(limit=len(store))
-    if oldest_first:
-        shoppers.reverse()
-    return [(labeller.for_shopper(s), s) for s in shoppers]
-
-
 def state_line(store: ShopperStore, shopper: Shopper) -> str:
     """A shopper's state line: their public view as JSON (never an email)."""
     return orjson.dumps(store.view(shopper)).decode()

@@ -17,6 +17,14 @@ from exporter.loki import encode
 from exporter.loki.evaluate import QueryError, Sources, Stats, Streams, run_log_query
 from exporter.loki.index import INDEX
 from exporter.loki.logql import LogQuery, ParseError, parse
+from exporter.loki.pacing import (
+    QUERY_GATE,
+    Pace,
+    QueryCancelledError,
+    QueryTimeoutError,
+    TooManyQueriesError,
+    query_pace,
+)
 from exporter.loki.params import HOUR_NS, ParamError, parse_limit, parse_time
 from exporter.loki.pipeline import Pipeline
 from exporter.loki.streams import LABELLER, StreamLabeller
@@ -49,9 +57,11 @@ class LiveEntries:
         self.selector = query.selector
         self.pipeline = Pipeline(query.stages)
 
-    def collect(self, frames: list[Frame]) -> Streams:
+    async def collect(self, frames: list[Frame], pace: Pace) -> Streams:
+        """The entries of these frames that pass the query, pausing when the turn is up."""
         out = Streams()
         for frame in frames:
+            await pace.tick()
             if frame.kind == "event":
                 logged = self.log.get(frame.id)
                 if logged is None:
@@ -113,19 +123,23 @@ async def handle_tail(request: web.Request) -> web.StreamResponse:
     hub = app[HUB]
     subscription = hub.subscribe(app[SETTINGS].stream_backlog)
     reader = asyncio.create_task(_drain(ws))
+    gate = app[QUERY_GATE]
     try:
         live = LiveEntries(request, query)
-        # Subscribing and reading the backlog happen with no await between, so nothing is
-        # missed or sent twice.
-        recent = run_log_query(
-            Sources(app[EVENT_LOG], app[STORE], app[LABELLER], app[INDEX]),
-            query,
-            start,
-            time.time_ns(),
-            limit=limit,
-            backward=True,
-            stats=Stats(),
-        )
+        # The backlog ends at the moment of subscribing: what is logged later comes through
+        # the subscription, so nothing is missed or sent twice though the backlog is read in
+        # slices with pauses between.
+        with query_pace(request) as pace:
+            recent = await run_log_query(
+                Sources(app[EVENT_LOG], app[STORE], app[LABELLER], app[INDEX]),
+                query,
+                start,
+                time.time_ns(),
+                limit=limit,
+                backward=True,
+                stats=Stats(),
+                pace=pace,
+            )
         for _labels, values in recent.streams.values():
             values.reverse()
         if recent.count:
@@ -133,7 +147,10 @@ async def handle_tail(request: web.Request) -> web.StreamResponse:
         last_ping = time.monotonic()
         while not ws.closed and not reader.done() and not subscription.closed:
             frames = await subscription.next_batch(wait=PING_INTERVAL)
-            found = live.collect(frames)
+            # Filtering live frames is not a query: it takes no slot and has no deadline, but
+            # pauses like one, however many frames came at once.
+            with gate.pace(capped=False) as filtering:
+                found = await live.collect(frames, filtering)
             if found.count and not ws.closed:
                 await ws.send_str(encode.tail_body(found))
             if time.monotonic() - last_ping >= PING_INTERVAL and not ws.closed:
@@ -141,6 +158,9 @@ async def handle_tail(request: web.Request) -> web.StreamResponse:
                 last_ping = time.monotonic()
     except ConnectionResetError:
         pass  # the client went away mid-send
+    except (QueryTimeoutError, TooManyQueriesError, QueryCancelledError) as err:
+        if not ws.closed:
+            await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=_reason(str(err)))
     finally:
         subscription.close()
         streams.discard(ws)
