@@ -29,10 +29,14 @@ from exporter.api.stream import setup_stream
 from exporter.collector import ShopperCollector, build_registry
 from exporter.demo import DemoControl
 from exporter.eventlog import EventLog, Hub
+from exporter.finder import ShopperFinder
+from exporter.history import HistoryRing, run_sampler
 from exporter.ingest import Ingestor
 from exporter.keys import (
     DEMO,
     EVENT_LOG,
+    FINDER,
+    HISTORY,
     HUB,
     INGESTOR,
     REGISTRY,
@@ -64,11 +68,14 @@ async def _every(interval: float, job: Callable[[], object], name: str) -> None:
 
 
 async def _background(app: web.Application) -> AsyncIterator[None]:
-    """Expiry sweeps, the once-a-second summary frame, and the demo if asked for at start."""
+    """Expiry sweeps, the once-a-second summary frame and history sample, the search index
+    catching up, and the demo if asked for at start."""
     settings, ingestor = app[SETTINGS], app[INGESTOR]
     tasks = [
         asyncio.create_task(_every(settings.sweep_interval, ingestor.expire, "expiry")),
         asyncio.create_task(_every(settings.summary_interval, ingestor.publish_summary, "summary")),
+        asyncio.create_task(run_sampler(app[HISTORY], ingestor.clock)),
+        asyncio.create_task(_every(1.0, app[FINDER].sync, "search index")),
     ]
     if settings.demo_shoppers:
         app[DEMO].start(settings.demo_shoppers)
@@ -158,9 +165,15 @@ def create_app(settings: Settings) -> web.Application:
     app[STATUS] = status
     app[INGESTOR] = ingestor
     app[STREAMS] = set()
+    app[HISTORY] = HistoryRing(store)
+    app[FINDER] = ShopperFinder(store)
     app[REGISTRY] = build_registry(ShopperCollector(store, ingestor, event_log, hub, status))
     app[DEMO] = DemoControl(
-        ingestor, settings.demo_shoppers or 30, settings.demo_seed, settings.demo_control
+        ingestor,
+        settings.demo_shoppers or 30,
+        settings.demo_seed,
+        settings.demo_control,
+        settings.demo_speed,
     )
 
     setup_cors(app)  # first: it answers preflights before the token check

@@ -15,14 +15,25 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from aiohttp import web
 
 from exporter import __version__
 from exporter.allocator import keep_large_blocks_apart
-from exporter.settings import DEFAULT_ORDER_PHRASES, DEFAULT_PORT, Settings, SettingsError
+from exporter.settings import (
+    DEFAULT_ORDER_PHRASES,
+    DEFAULT_PORT,
+    MAX_DEMO_SPEED,
+    MIN_DEMO_SPEED,
+    Settings,
+    SettingsError,
+)
+
+if TYPE_CHECKING:
+    from exporter.client import MetricsClient
+    from exporter.demo import DemoGenerator
 
 ENV_PREFIX = "SHOPPER_"
 
@@ -72,6 +83,20 @@ def _as_typed(value: Any) -> str:
     return str(value)
 
 
+def _speed_option(p: _Parser, *aliases: str) -> None:
+    p.option(
+        "--demo-speed",
+        *aliases,
+        dest="demo_speed",
+        convert=float,
+        type=float,
+        default=1.0,
+        metavar="N",
+        help="Run the demo store N times faster than real time (1: a real store's pace; "
+        f"{MIN_DEMO_SPEED:g} to {MAX_DEMO_SPEED:g}); the page shows 'demo ×N' above 1",
+    )
+
+
 def _service_parser() -> _Parser:
     p = _Parser(
         prog="shopper-exporter",
@@ -97,6 +122,7 @@ def _service_parser() -> _Parser:
         help="Run the in-process demo generator with this many shoppers (30 if no number)",
     )
     p.option("--demo-seed", dest="demo_seed", convert=int, type=int, help="Seed for the demo")
+    _speed_option(p)
     p.add_argument(
         "--no-demo-control",
         dest="demo_control",
@@ -337,6 +363,7 @@ def settings_from_args(argv: Sequence[str]) -> Settings:
             port=args.port,
             demo_shoppers=args.demo,
             demo_seed=args.demo_seed,
+            demo_speed=args.demo_speed,
             demo_control=args.demo_control,
             active_window=args.active_window,
             retention=args.retention,
@@ -384,7 +411,11 @@ def banner(settings: Settings) -> str:
     """What the service prints once it listens: where to look."""
     host = "localhost" if settings.host in ("0.0.0.0", "::", "127.0.0.1") else settings.host
     base = f"http://{host}:{settings.port}"
-    demo = f" with {settings.demo_shoppers} demo shoppers" if settings.demo_shoppers else ""
+    demo = ""
+    if settings.demo_shoppers:
+        demo = f" with {settings.demo_shoppers} demo shoppers"
+        if settings.demo_speed != 1:
+            demo += f" at {settings.demo_speed:g}× real-time pace"
     return "\n".join(
         [
             f"Live Shopper Metrics {__version__}{demo}, listening on {settings.host}:"
@@ -474,13 +505,13 @@ def _demo_parser() -> _Parser:
         "--shoppers", dest="shoppers", convert=int, type=int, default=30, help="Shoppers online"
     )
     p.option("--seed", dest="seed", convert=int, type=int, help="Random seed (reproducible runs)")
+    _speed_option(p, "--speed")
     p.option(
         "--pace",
         dest="pace",
         convert=float,
         type=float,
-        default=0.5,
-        help="Steps per second per shopper (0.5: a journey takes under a minute)",
+        help="Steps per second per shopper, instead of --demo-speed (pace = speed / 20)",
     )
     p.option(
         "--duration",
@@ -498,6 +529,18 @@ def _demo_parser() -> _Parser:
         help="Seconds between printed rates",
     )
     return p
+
+
+ANNOUNCE_EVERY = 30.0
+
+
+async def _announce(client: MetricsClient, generator: DemoGenerator) -> None:
+    """Tell the service a demo pushes at this speed (its page says so); best effort."""
+    from exporter.client import PushError
+
+    body = {"speed": generator.speed, "shoppers": generator.target}
+    with contextlib.suppress(aiohttp.ClientError, PushError, TimeoutError):
+        await client.announce_demo(body)
 
 
 def _failure(err: BaseException, url: str) -> str:
@@ -520,7 +563,9 @@ async def _push_demo(args: argparse.Namespace) -> int:
     from exporter.client import MetricsClient, PushError, WebSocketPusher
     from exporter.demo import DemoGenerator
 
-    generator = DemoGenerator(args.shoppers, args.seed, args.pace)
+    if not MIN_DEMO_SPEED <= args.demo_speed <= MAX_DEMO_SPEED:
+        raise SystemExit(f"--demo-speed must be between {MIN_DEMO_SPEED:g} and {MAX_DEMO_SPEED:g}")
+    generator = DemoGenerator(args.shoppers, args.seed, args.pace, speed=args.demo_speed)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -539,10 +584,22 @@ async def _push_demo(args: argparse.Namespace) -> int:
                 pusher = await client.connect_websocket()
             return await pusher.send(updates, events)
 
-        print(f"demo: {args.shoppers} shoppers → {args.url} ({args.transport})", flush=True)
+        pace = (
+            "a real store's pace"
+            if generator.speed == 1
+            else (f"{generator.speed:g}× a real store's pace")
+        )
+        print(
+            f"demo: {args.shoppers} shoppers at {pace} → {args.url} ({args.transport})",
+            flush=True,
+        )
+        announced = -ANNOUNCE_EVERY
         while not stop.is_set():
             if args.duration is not None and time.monotonic() - started >= args.duration:
                 break
+            if time.monotonic() - announced >= ANNOUNCE_EVERY:
+                announced = time.monotonic()
+                await _announce(client, generator)
             updates, events = generator.tick(time.time())
             if updates or events:
                 try:

@@ -213,3 +213,7 @@ class MetricsClient:
         """Send updates and events together, as `{"metrics": [...], "events": [...]}`."""
         body = {"metrics": [dict(m) for m in metrics], "events": [dict(e) for e in events]}
         return await self._post("/api/metrics", body)
+
+    async def announce_demo(self, state: Mapping[str, Any]) -> dict[str, Any]:
+        """Say that a demo pushes to this service: `{"speed", "shoppers"}` (the page shows it)."""
+        return await self._post("/api/demo/announce", dict(state))

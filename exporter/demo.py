@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
+import math
 import random
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -33,23 +35,39 @@ PRODUCTS: Final = (
     ("baby spinach", 3.99), ("greek yogurt", 5.49), ("coffee beans", 13.99),
     ("cheddar cheese", 6.99), ("pasta", 2.29), ("olive oil", 12.49), ("strawberries", 4.49),
     ("salmon fillet", 14.99), ("almond butter", 8.99), ("sparkling water", 5.99),
+    ("yellow onions", 2.99), ("black beans", 1.29), ("breakfast cereal", 4.79),
+    ("frozen peas", 2.49), ("tortilla chips", 4.29), ("orange juice", 5.49),
+    ("laundry detergent", 12.99), ("paper towels", 9.99), ("apples", 4.99), ("rice", 3.49),
 )  # fmt: skip
 SEARCHES: Final = (
     "oat milk", "gluten free bread", "bananas", "frozen pizza", "coffee", "tofu",
     "birthday cake", "diapers", "ice cream", "paper towels", "kombucha", "salmon",
 )  # fmt: skip
 
-# A journey is a walk through these steps; each (activity, weights of the next steps).
-_NEXT: Final[dict[str, tuple[tuple[str, float], ...]]] = {
-    "Browsing": (("Search", 3), ("Product", 4), ("Deals", 1), ("Leave", 0.4)),
-    "Deals": (("Product", 3), ("Browsing", 1), ("Leave", 0.3)),
-    "Search": (("Product", 5), ("Search", 1), ("Browsing", 1), ("Leave", 0.3)),
-    "Product": (("Cart", 4), ("Product", 2), ("Search", 2), ("Browsing", 1), ("Leave", 0.4)),
-    "Cart": (("Checkout", 3), ("Product", 3), ("Remove", 1), ("Leave", 1.2)),
-    "Remove": (("Cart", 2), ("Product", 2), ("Leave", 0.6)),
-    "Checkout": (("Delivery", 5), ("Cart", 1), ("Leave", 1)),
-    "Delivery": (("Order", 6), ("Leave", 0.8)),
+# What the demo aims at, from published figures (the README's "Demo traffic" names the sources):
+# ~14% of food and grocery sessions add to cart, ~70% of carts are abandoned (so ~4% of sessions
+# order), a session lasts about three minutes, an order holds ~10 products for ~$90.
+ADD_TO_CART_RATE: Final = 0.14
+ORDER_RATE_OF_CARTS: Final = 0.30
+MEAN_SESSION_SECONDS: Final = 180.0
+"""What arrivals are paced by (Little's law: online = arrival rate × session length)."""
+MEAN_BASKET_LINES: Final = 10
+CHECKOUT_BEFORE_LEAVING: Final = 0.35
+"""Share of abandoned carts that reached checkout first."""
+# Seconds a shopper stays on a step before the next one (mean of an exponential, then clamped).
+DWELL: Final[dict[str, float]] = {
+    "Browsing": 20.0,
+    "Search": 14.0,
+    "Product": 22.0,
+    "Deals": 20.0,
+    "Cart": 12.0,
+    "Checkout": 60.0,
+    "Delivery": 35.0,
 }
+MEAN_DWELL: Final = 20.0
+"""Roughly the mean step: `pace` (steps per second per shopper) = speed / MEAN_DWELL."""
+WARM_UP_SECONDS: Final = 1800.0
+"""Simulated seconds played silently at start: the first figures are a store in full swing."""
 
 
 def _iso(moment: float) -> str:
@@ -58,7 +76,7 @@ def _iso(moment: float) -> str:
 
 @dataclass(slots=True)
 class SimShopper:
-    """One simulated shopper and the cumulative counters of their current session."""
+    """One simulated shopper, their plan for the visit, and their current session's counters."""
 
     user_id: str
     name: str
@@ -66,6 +84,12 @@ class SimShopper:
     membership: str
     window: str
     started: float
+    lines_wanted: int = 0
+    """Products they mean to put in the cart (0: only looking)."""
+    orders: bool = False
+    """Whether this visit ends with an order (else a full cart is left behind)."""
+    looks_left: int = 0
+    """Steps of looking around before the next cart add, or before leaving."""
     activity: str = "Browsing"
     last_action: str = "Opened the app"
     last_action_time: float = 0.0
@@ -116,18 +140,122 @@ class SimShopper:
 
 
 class DemoGenerator:
-    """Seeded shopper journeys; `tick(now)` returns the updates and events to send now.
+    """Seeded shopper visits at a real store's pace; `tick(now)` returns what to send now.
 
-    `pace` is steps per second per shopper: 0.5 means each shopper acts about every two seconds,
-    so a whole journey (and with it orders and abandoned carts) happens within a minute.
+    Each arriving shopper decides what the visit is for: most only look around, some fill a
+    cart, and of those most leave it behind (see the figures above). `speed` runs the store that
+    many times faster — shorter steps and sessions, more arrivals — for demos that should show
+    a day's worth of activity in minutes; the number online stays near `shoppers` either way.
+    `pace` (steps per second per shopper) is the older way to say the same: pace = speed / 20.
     """
 
-    def __init__(self, shoppers: int, seed: int | None = None, pace: float = 0.5) -> None:
+    def __init__(
+        self,
+        shoppers: int,
+        seed: int | None = None,
+        pace: float | None = None,
+        *,
+        speed: float = 1.0,
+    ) -> None:
         self.target = shoppers
-        self.pace = pace
+        self.speed = pace * MEAN_DWELL if pace else speed
         self.rng = random.Random(seed)
         self.active: dict[str, SimShopper] = {}
+        self._due: list[tuple[float, int, str]] = []
         self._serial = 0
+        self._next_arrival: float | None = None
+        self._fresh: list[SimShopper] = []
+        self.sending = False
+        """Whether any tick has sent updates (only then are there shoppers to sign out)."""
+
+    @property
+    def pace(self) -> float:
+        """Steps per second per shopper, about."""
+        return self.speed / MEAN_DWELL
+
+    @pace.setter
+    def pace(self, value: float) -> None:
+        self.speed = value * MEAN_DWELL
+
+    # ----- the clock --------------------------------------------------------------------
+
+    def tick(self, now: float) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Advance to `now`; returns (updates, explicit events) to send."""
+        if self._next_arrival is None:
+            self.prime(now)
+        updates: list[dict[str, Any]] = [s.record(now) for s in self._fresh if not s.leaving]
+        self._fresh.clear()
+        self.sending = True
+        events: list[dict[str, Any]] = []
+        self._advance(now, updates, events)
+        return updates, events
+
+    def stop_all(self, now: float) -> list[dict[str, Any]]:
+        """Sign every shopper out (the demo was stopped)."""
+        updates = []
+        for shopper in self.active.values():
+            shopper.leaving = True
+            shopper.last_action = "Closed the app"
+            shopper.last_action_time = now
+            updates.append(shopper.record(now))
+        self.active.clear()
+        self._due.clear()
+        return updates
+
+    def prime(self, now: float) -> None:
+        """Play the store's last half hour (simulated) without sending it, then announce everyone
+        still shopping: the first figures are those of a store in full swing, not an empty one.
+        The first tick does it when not done before."""
+        start = now - WARM_UP_SECONDS / self.speed
+        self._next_arrival = start
+        for _ in range(self.target):
+            self._arrive(start)
+        step = max(0.25, 5.0 / self.speed)
+        moment = start
+        while moment < now:
+            self._advance(moment, None, None)
+            moment += step
+        self._fresh = list(self.active.values())
+
+    def _advance(
+        self,
+        now: float,
+        updates: list[dict[str, Any]] | None,
+        events: list[dict[str, Any]] | None,
+    ) -> None:
+        """Arrivals and every step due by `now`; records and events go out unless warming up."""
+        rng = self.rng
+        assert self._next_arrival is not None
+        while self._next_arrival <= now:
+            shopper = self._arrive(self._next_arrival)
+            if updates is not None:
+                updates.append(shopper.record(now))
+            # Poisson arrivals at the rate that keeps `target` online, nudged toward it.
+            online = max(1, len(self.active))
+            nudge = min(2.0, max(0.5, self.target / online))
+            rate = self.speed * self.target / MEAN_SESSION_SECONDS * nudge
+            self._next_arrival += rng.expovariate(rate)
+        due = self._due
+        while due and due[0][0] <= now:
+            _, _, user_id = heapq.heappop(due)
+            walking = self.active.get(user_id)
+            if walking is None:
+                continue
+            self._step(walking, now, events)
+            if updates is not None:
+                updates.append(walking.record(now))
+            if walking.leaving:
+                del self.active[user_id]
+            else:
+                self._schedule(walking, now)
+
+    def _schedule(self, shopper: SimShopper, now: float) -> None:
+        mean = DWELL.get(shopper.activity, MEAN_DWELL)
+        seconds = min(mean * 5, max(3.0, self.rng.expovariate(1 / mean)))
+        self._serial += 1
+        heapq.heappush(self._due, (now + seconds / self.speed, self._serial, shopper.user_id))
+
+    # ----- a visit ----------------------------------------------------------------------
 
     def _arrive(self, now: float) -> SimShopper:
         rng = self.rng
@@ -140,95 +268,97 @@ class DemoGenerator:
             city=rng.choice(CITIES),
             membership=rng.choices(names, weights)[0],
             window=rng.choice(DELIVERY_WINDOWS),
-            started=now - rng.uniform(0, 30),
+            started=now,
             last_action_time=now,
-            last_step=now - rng.uniform(0, 1 / self.pace),
+            last_step=now,
         )
+        if rng.random() < ADD_TO_CART_RATE:
+            shopper.orders = rng.random() < ORDER_RATE_OF_CARTS
+            planned = 1 + _poisson(rng, MEAN_BASKET_LINES - 1)
+            # A cart left behind holds part of what was planned.
+            shopper.lines_wanted = planned if shopper.orders else rng.randint(1, planned)
+            shopper.looks_left = rng.randint(1, 3)
+        else:
+            shopper.looks_left = 1 + _poisson(rng, 6)
         shopper.features_used.append("Browsing")
         self.active[shopper.user_id] = shopper
+        self._schedule(shopper, now)
         return shopper
 
-    def tick(self, now: float) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """Advance every shopper who is due; returns (updates, explicit events)."""
-        updates: list[dict[str, Any]] = []
-        events: list[dict[str, Any]] = []
-        # Arrivals keep the population near the target, a few at a time like real traffic.
-        missing = self.target - len(self.active)
-        for _ in range(min(missing, max(1, self.target // 5))):
-            updates.append(self._arrive(now).record(now))
-        for shopper in list(self.active.values()):
-            if now - shopper.last_step < 1 / self.pace * self.rng.uniform(0.6, 1.4):
-                continue
-            self._step(shopper, now, events)
-            updates.append(shopper.record(now))
-            if shopper.leaving:
-                del self.active[shopper.user_id]
-        return updates, events
-
-    def stop_all(self, now: float) -> list[dict[str, Any]]:
-        """Sign every shopper out (the demo was stopped)."""
-        updates = []
-        for shopper in self.active.values():
-            shopper.leaving = True
-            shopper.last_action = "Closed the app"
-            shopper.last_action_time = now
-            updates.append(shopper.record(now))
-        self.active.clear()
-        return updates
-
-    def _step(self, shopper: SimShopper, now: float, events: list[dict[str, Any]]) -> None:
+    def _step(self, shopper: SimShopper, now: float, events: list[dict[str, Any]] | None) -> None:
         rng = self.rng
-        spent = (now - shopper.last_step) / 60
         shopper.feature_time[shopper.activity] = (
-            shopper.feature_time.get(shopper.activity, 0) + spent
+            shopper.feature_time.get(shopper.activity, 0) + (now - shopper.last_step) / 60
         )
         shopper.last_step = now
-        choices = _NEXT.get(shopper.activity, _NEXT["Browsing"])
-        if shopper.activity == "Cart" and not shopper.items:
-            choices = (("Product", 1),)
-        step = rng.choices([c for c, _ in choices], [w for _, w in choices])[0]
         shopper.page_views += 1
         shopper.clicks += rng.randint(1, 5)
         shopper.events += 1
         shopper.last_action_time = now
+        step = self._next_step(shopper)
         if step == "Leave":
             shopper.leaving = True
             shopper.last_action = "Closed the app"
             return
-        if step == "Remove":
-            if shopper.items:
-                shopper.items.pop(rng.randrange(len(shopper.items)))
-            shopper.last_action = "Removed item from cart"
-            step = "Cart"
-        elif step == "Search":
+        if step == "Order":
+            self._order(shopper, now, events)
+            return
+        if step == "Search":
             shopper.searches += 1
             shopper.last_action = f'Searched for "{rng.choice(SEARCHES)}"'
-        elif step in ("Product", "Deals"):
-            shopper.products_viewed += rng.randint(1, 4)
+        elif step in ("Product", "Deals", "Browsing"):
+            if step != "Browsing":
+                shopper.products_viewed += rng.randint(1, 3)
             name, _ = rng.choice(PRODUCTS)
-            shopper.last_action = f"Viewed {name}"
-            if step == "Deals" and rng.random() < 0.5:
+            shopper.last_action = f"Viewed {name}" if step != "Browsing" else "Browsed aisles"
+            if step == "Deals" and rng.random() < 0.3:
                 shopper.coupons += 1
                 shopper.last_action = "Applied a coupon"
         elif step == "Cart":
-            added = rng.randint(1, 3)
-            for _ in range(added):
-                _, price = rng.choice(PRODUCTS)
-                shopper.items.append(price * rng.randint(1, 2))
-            shopper.last_action = "Added item to cart"
+            self._add_line(shopper)
+        elif step == "Remove":
+            shopper.items.pop(rng.randrange(len(shopper.items)))
+            shopper.last_action = "Removed item from cart"
+            step = "Cart"
         elif step == "Checkout":
             shopper.last_action = "Started checkout"
         elif step == "Delivery":
             shopper.window = rng.choice(DELIVERY_WINDOWS)
             shopper.last_action = f"Scheduled delivery for {shopper.window}"
-        elif step == "Order":
-            self._order(shopper, now, events)
-            return
         shopper.activity = step
         if step not in shopper.features_used:
             shopper.features_used.append(step)
 
-    def _order(self, shopper: SimShopper, now: float, events: list[dict[str, Any]]) -> None:
+    def _next_step(self, shopper: SimShopper) -> str:
+        """Where the visit goes next, from its plan: look around, add, check out, or leave."""
+        rng = self.rng
+        if shopper.activity == "Delivery":
+            return "Order" if shopper.orders else "Leave"
+        if shopper.activity == "Checkout":
+            return "Delivery" if shopper.orders else "Leave"
+        if shopper.looks_left > 0:
+            shopper.looks_left -= 1
+            return rng.choices(("Search", "Product", "Deals", "Browsing"), (3, 5, 1, 1))[0]
+        if len(shopper.items) < shopper.lines_wanted:
+            shopper.looks_left = rng.choices((0, 1, 2), (3, 4, 2))[0]
+            if shopper.items and rng.random() < 0.05:
+                shopper.lines_wanted += 1  # changed their mind about one: it goes, another comes
+                return "Remove"
+            return "Cart"
+        if shopper.orders or (shopper.items and rng.random() < CHECKOUT_BEFORE_LEAVING):
+            return "Checkout"
+        return "Leave"
+
+    def _add_line(self, shopper: SimShopper) -> None:
+        rng = self.rng
+        name, price = rng.choice(PRODUCTS)
+        quantity = rng.choices((1, 2, 3), (75, 20, 5))[0]
+        shopper.items.append(round(price * quantity, 2))
+        shopper.last_action = (
+            f"Added {name} to cart" if quantity == 1 else (f"Added {quantity} × {name} to cart")
+        )
+
+    def _order(self, shopper: SimShopper, now: float, events: list[dict[str, Any]] | None) -> None:
         value = round(sum(shopper.items), 2)
         count = len(shopper.items)
         shopper.items.clear()
@@ -236,7 +366,7 @@ class DemoGenerator:
         shopper.last_action = "Placed order"
         shopper.leaving = True
         # Half the orders also arrive as explicit events; the store counts each order once.
-        if self.rng.random() < 0.5:
+        if self.rng.random() < 0.5 and events is not None:
             events.append(
                 {
                     "type": "order_completed",
@@ -251,23 +381,66 @@ class DemoGenerator:
             )
 
 
-class DemoControl:
-    """Runs the generator in-process, feeding the ingestor directly; started and stopped at will."""
+def _poisson(rng: random.Random, mean: float) -> int:
+    """A Poisson draw (Knuth's method; means here are small)."""
+    limit, k, product = math.exp(-mean), 0, rng.random()
+    while product > limit:
+        k += 1
+        product *= rng.random()
+    return k
 
-    def __init__(self, ingestor: Ingestor, shoppers: int, seed: int | None, enabled: bool) -> None:
+
+ANNOUNCE_TTL: Final = 120.0
+"""Seconds a standalone demo's announcement stays true without being repeated."""
+
+
+class DemoControl:
+    """Runs the generator in-process, feeding the ingestor directly; started and stopped at will.
+
+    A standalone demo (`shopper-exporter demo`) pushing from elsewhere announces itself too, so
+    the page can say that what it shows is simulated, and how much faster than real time.
+    """
+
+    def __init__(
+        self,
+        ingestor: Ingestor,
+        shoppers: int,
+        seed: int | None,
+        enabled: bool,
+        speed: float = 1.0,
+    ) -> None:
         self.ingestor = ingestor
         self.shoppers = shoppers
         self.seed = seed
         self.enabled = enabled
+        self.speed = speed
         self._task: asyncio.Task[None] | None = None
         self._generator: DemoGenerator | None = None
+        self._announced: tuple[float, int, float] | None = None
+        """(speed, shoppers, when) of the last standalone demo's announcement."""
 
     @property
     def running(self) -> bool:
         return self._task is not None and not self._task.done()
 
+    def announce(self, speed: float, shoppers: int) -> None:
+        """A standalone demo pushes at this speed with this many shoppers (repeat to keep it)."""
+        self._announced = (speed, shoppers, self.ingestor.clock())
+
     def state(self) -> dict[str, Any]:
-        return {"enabled": self.enabled, "running": self.running, "shoppers": self.shoppers}
+        """Whether the demo may be controlled, runs here or elsewhere, how big and how fast."""
+        state: dict[str, Any] = {
+            "enabled": self.enabled,
+            "running": self.running,
+            "shoppers": self.shoppers,
+            "speed": self.speed,
+            "external": None,
+        }
+        if self._announced is not None:
+            speed, shoppers, when = self._announced
+            if self.ingestor.clock() - when <= ANNOUNCE_TTL:
+                state["external"] = {"speed": speed, "shoppers": shoppers}
+        return state
 
     def start(self, shoppers: int | None = None) -> None:
         """Start generating (no-op when already running)."""
@@ -275,7 +448,7 @@ class DemoControl:
             return
         if shoppers:
             self.shoppers = shoppers
-        self._generator = DemoGenerator(self.shoppers, self.seed)
+        self._generator = DemoGenerator(self.shoppers, self.seed, speed=self.speed)
         self._task = asyncio.create_task(self._run(self._generator), name="demo")
 
     async def stop(self) -> None:
@@ -286,12 +459,15 @@ class DemoControl:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-        if self._generator is not None:
+        # Stopped while still warming up (in its thread): nobody was announced, nobody to sign out.
+        if self._generator is not None and self._generator.sending:
             updates = self._generator.stop_all(self.ingestor.clock())
             if updates:
                 self.ingestor.ingest(updates, "demo")
 
     async def _run(self, generator: DemoGenerator) -> None:
+        # A big demo's half hour of warm-up takes a moment: off the loop, so requests go on.
+        await asyncio.to_thread(generator.prime, self.ingestor.clock())
         while True:
             updates, events = generator.tick(self.ingestor.clock())
             if updates or events:

@@ -7,6 +7,8 @@ from prometheus_client import CollectorRegistry
 
 from exporter.demo import DemoControl
 from exporter.eventlog import EventLog, Hub
+from exporter.finder import ShopperFinder
+from exporter.history import HistoryRing
 from exporter.ingest import Ingestor
 from exporter.settings import Settings
 from exporter.status import ServiceStatus
@@ -20,5 +22,7 @@ INGESTOR = web.AppKey("ingestor", Ingestor)
 REGISTRY = web.AppKey("registry", CollectorRegistry)
 STATUS = web.AppKey("status", ServiceStatus)
 DEMO = web.AppKey("demo", DemoControl)
+HISTORY = web.AppKey("history", HistoryRing)
+FINDER = web.AppKey("finder", ShopperFinder)
 #: Open WebSockets and SSE responses (each handler removes its own), closed on shutdown.
 STREAMS: web.AppKey[set[web.StreamResponse]] = web.AppKey("streams")

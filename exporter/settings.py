@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 DEFAULT_PORT = 9462
+MIN_DEMO_SPEED = 0.1
+MAX_DEMO_SPEED = 1000.0
 
 DEFAULT_ORDER_PHRASES: tuple[str, ...] = (
     "placed order",
@@ -37,6 +39,8 @@ class Settings:
     demo_shoppers: int = 0
     """Shoppers the in-process demo generator simulates; 0 = no demo at start."""
     demo_seed: int | None = None
+    demo_speed: float = 1.0
+    """How many times faster than a real store the demo runs (1 = real time)."""
     demo_control: bool = True
     """Whether the page's Start/Stop Demo button (POST /api/demo/*) is allowed."""
     active_window: float = 300.0
@@ -90,6 +94,11 @@ class Settings:
         checks = (
             ("port", 0 <= self.port <= 65535, "between 0 and 65535"),
             ("demo_shoppers", self.demo_shoppers >= 0, "0 or more"),
+            (
+                "demo_speed",
+                MIN_DEMO_SPEED <= self.demo_speed <= MAX_DEMO_SPEED,
+                f"between {MIN_DEMO_SPEED:g} and {MAX_DEMO_SPEED:g}",
+            ),
             ("active_window", self.active_window > 0, "above 0"),
             ("retention", self.retention >= self.active_window, "at least the active window"),
             ("sweep_interval", self.sweep_interval > 0, "above 0"),

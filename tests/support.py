@@ -312,3 +312,16 @@ class SseClient:
     def table(self) -> dict[str, dict[str, Any]]:
         """The shopper table a client builds: the last user_metric frame of each shopper."""
         return {row["userId"]: row for row in self.data("user_metric")}
+
+
+AXE_SCRIPT = ROOT / ".cache" / "axe" / "node_modules" / "axe-core" / "axe.min.js"
+
+
+def require_axe() -> Path:
+    """axe-core's browser script (installed from npm by .ci/test); under CI its absence fails."""
+    if not AXE_SCRIPT.is_file():
+        message = "axe-core is not installed (bash .ci/test installs it from npm)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    return AXE_SCRIPT

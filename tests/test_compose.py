@@ -97,6 +97,7 @@ def test_exporter_and_demo_share_the_built_image() -> None:
         "40",
     ]
     assert demo["depends_on"]["exporter"]["condition"] == "service_healthy"
+    assert demo["environment"]["SHOPPER_DEMO_SPEED"] == "10"  # fills the dashboards in minutes
     assert [(published, target) for _, published, target in _ports(exporter)] == [(9462, 9462)]
 
 

@@ -213,9 +213,13 @@ def test_shopper_search_and_timeline_panel(page: Page, exporter: str) -> None:
     expect(rows).not_to_have_count(0, timeout=10 * SECONDS)
     name = rows.first.locator(".shopper-name").inner_text()
     page.locator("#shopper-search").fill(name.split()[0])
+    page.wait_for_function(
+        """(first) => [...document.querySelectorAll('#shopper-rows .shopper-name')]
+            .every((cell) => cell.textContent.toLowerCase().includes(first))""",
+        arg=name.split()[0].lower(),
+        timeout=5 * SECONDS,
+    )
     expect(rows.first.locator(".shopper-name")).to_contain_text(name.split()[0])
-    names = rows.locator(".shopper-name").all_inner_texts()
-    assert all(name.split()[0].lower() in n.lower() for n in names), names
     page.locator("#shopper-search").fill("no shopper is called this")
     expect(page.locator("#shopper-rows tr.empty")).to_have_text("No shopper matches the search")
     page.locator("#shopper-search").fill("")

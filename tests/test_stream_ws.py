@@ -238,7 +238,7 @@ class TestPusher:
         shoppers: this server caps messages at 4 KiB) and exits 0, having delivered."""
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "exporter", "demo", "--url", str(server.make_url("/")),
-            "--transport", "ws", "--shoppers", "4", "--seed", "3", "--pace", "4",
+            "--transport", "ws", "--shoppers", "4", "--seed", "3", "--pace", "2",
             "--duration", "1.5", cwd=ROOT, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
         )  # fmt: skip

@@ -158,9 +158,25 @@ def document() -> dict[str, Any]:
             "/api/events": _ingest("Push explicit shopping events", "ShopperEvent"),
             "/api/shoppers": {
                 "get": {
-                    "summary": "Current shoppers, newest update first",
-                    "parameters": [online, limit],
+                    "summary": "Any tracked shopper: search, filters, a sort, cursor pages",
+                    "parameters": [
+                        _query("q", {"type": "string", "maxLength": 200}),
+                        online,
+                        _query("activity", {"type": "string"}),
+                        _query("sort", {"enum": ["recent", "cart", "session"]}),
+                        limit,
+                        _query("cursor", {"type": "string"}),
+                    ],
                     "responses": {"200": _reply("Shoppers"), "400": _reply("Bad parameter")},
+                }
+            },
+            "/api/history": {
+                "get": {
+                    "summary": "The live page's series, one sample a second",
+                    "parameters": [
+                        _query("window", {"type": "integer", "minimum": 1, "maximum": 3600})
+                    ],
+                    "responses": {"200": _reply("Columns"), "400": _reply("Bad parameter")},
                 }
             },
             "/api/shoppers/{user_id}": {
@@ -195,6 +211,10 @@ def document() -> dict[str, Any]:
         },
         "components": {"schemas": schemas},
     }
+
+
+def _query(name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "in": "query", "schema": schema}
 
 
 async def handle_openapi(request: web.Request) -> web.Response:

@@ -1,11 +1,13 @@
-"""Read and erase shopper state: /api/shoppers, a shopper's timeline, and /api/summary."""
+"""Read and erase shopper state: /api/shoppers, a shopper's timeline, /api/summary, /api/history."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
 from exporter.api.replies import error_reply, json_reply
-from exporter.keys import EVENT_LOG, INGESTOR, STORE
+from exporter.finder import QueryError, ShopperQuery
+from exporter.history import SECONDS
+from exporter.keys import EVENT_LOG, FINDER, HISTORY, INGESTOR, STORE
 
 MAX_LIMIT = 1000
 
@@ -22,17 +24,63 @@ def _limit(request: web.Request, default: int) -> int:
     return max(1, min(value, MAX_LIMIT))
 
 
-def _flag(request: web.Request, name: str) -> bool:
-    return request.query.get(name, "").lower() in {"1", "true", "yes", "on"}
+def _online(request: web.Request) -> bool | None:
+    raw = request.query.get("online", "").lower()
+    if raw in {"", "any", "all"}:
+        return None
+    if raw in {"1", "true", "yes", "on"}:
+        return True
+    if raw in {"0", "false", "no", "off"}:
+        return False
+    raise QueryError("online", "true, false or absent")
 
 
 async def handle_list(request: web.Request) -> web.Response:
-    """Shoppers, newest update first; `?online=true` for online only, `?limit=N` (max 1000)."""
+    """Shoppers matching `q` (id, name or location), `online` and `activity`, one page in
+    `sort` order (recent, cart, session); `total` counts every match, `nextCursor` goes on."""
     store = request.app[STORE]
-    online_only = _flag(request, "online")
-    shoppers = store.newest(online_only=online_only, limit=_limit(request, 100))
-    total = store.online_count() if online_only else len(store)
-    return json_reply({"shoppers": [store.view(s) for s in shoppers], "total": total})
+    params = request.query
+    try:
+        query = ShopperQuery(
+            q=params.get("q", ""),
+            online=_online(request),
+            activity=params.get("activity") or None,
+            sort=params.get("sort", "recent"),
+            limit=_limit(request, 100),
+            cursor=params.get("cursor") or None,
+        )
+        page = request.app[FINDER].page(query)
+    except QueryError as err:
+        return json_reply(
+            {"error": "invalid", "field": err.field, "message": err.message}, status=400
+        )
+    return json_reply(
+        {
+            "shoppers": [store.view(s) for s in page.shoppers],
+            "total": page.total,
+            "nextCursor": page.next_cursor,
+        }
+    )
+
+
+async def handle_history(request: web.Request) -> web.Response:
+    """The page's series, one sample a second, for the last `window` seconds (at most 3600)."""
+    raw = request.query.get("window", "300")
+    try:
+        window = int(raw)
+    except ValueError:
+        window = 0
+    if not 1 <= window <= SECONDS:
+        return json_reply(
+            {
+                "error": "invalid",
+                "field": "window",
+                "message": f"seconds, an integer from 1 to {SECONDS}",
+            },
+            status=400,
+        )
+    body = request.app[HISTORY].window_json(window)
+    return web.Response(body=body, content_type="application/json")
 
 
 async def handle_get(request: web.Request) -> web.Response:
@@ -81,3 +129,4 @@ def setup_shoppers(app: web.Application) -> None:
     app.router.add_delete("/api/shoppers/{user_id}", handle_delete)
     app.router.add_get("/api/shoppers/{user_id}/events", handle_timeline)
     app.router.add_get("/api/summary", handle_summary)
+    app.router.add_get("/api/history", handle_history)

@@ -1,48 +1,26 @@
 // Live Shopper Metrics — the store's live page.
+// At start: GET /api/summary and /api/history (the last minutes, so charts are full at once).
 // Live data comes through the browser client (/client/metrics-service.js), the same one shops
 // use: the summary each second, shoppers as they change, events once each across reconnects.
-// The shopper list is read from /api/shoppers at start and after a lost connection.
+// The shopper table reads one page of /api/shoppers at a time while it is shown.
 
 import { DURATION_STEPS, barChart, pieChart, timeSeriesChart } from './charts.js';
 import { MetricsService } from '../client/metrics-service.js';
+import { activityColor, activityLabel, activityStyle } from './colors.js';
+import {
+  $, clock, count, duration, getJson, make, money, percent, plural, rate, timeSpent,
+} from './format.js';
+import {
+  extendHistory, perMinuteAgo, points, serverNow, samples, smoothed, takeHistory, valueAgo,
+} from './history.js';
+import {
+  REFRESH_MS, liveSessionSeconds, loadShopperPage, renderShopperTable, restart, table, turnPage,
+} from './shoppers.js';
 
-const HISTORY_SECONDS = 5 * 60;
 const EVENTS_KEPT = 500; // more than shown, so type and shopper filters still find rare events
 const EVENTS_SHOWN = 50;
-const SHOPPERS_SHOWN = 200;
 const RECONCILE_MS = 60_000;
-
-const $ = (selector) => document.querySelector(selector);
-
-// ---------------------------------------------------------------- formatting
-
-const moneyFormat = new Intl.NumberFormat('en-US', { style: 'currency', currency: 'USD' });
-const countFormat = new Intl.NumberFormat('en-US', { maximumFractionDigits: 0 });
-const rateFormat = new Intl.NumberFormat('en-US', { minimumFractionDigits: 1, maximumFractionDigits: 1 });
-const clockFormat = new Intl.DateTimeFormat(undefined, { hour: 'numeric', minute: '2-digit', second: '2-digit' });
-
-const money = (n) => moneyFormat.format(n ?? 0);
-const count = (n) => countFormat.format(n ?? 0);
-const rate = (n) => rateFormat.format(n ?? 0);
-const percent = (share) => `${rateFormat.format((share ?? 0) * 100)}%`;
-const clock = (iso) => (iso ? clockFormat.format(new Date(iso)) : '—');
-const plural = (n, word) => `${count(n)} ${word}${n === 1 ? '' : 's'}`;
-
-/** Seconds as m:ss, or h:mm:ss from an hour on (4:05, 1:02:09). */
-function duration(seconds) {
-  const total = Math.max(0, Math.round(seconds ?? 0));
-  const h = Math.floor(total / 3600);
-  const m = Math.floor((total % 3600) / 60);
-  const s = String(total % 60).padStart(2, '0');
-  return h ? `${h}:${String(m).padStart(2, '0')}:${s}` : `${m}:${s}`;
-}
-
-/** Long stretches of time in words (the engagement totals run to hours). */
-function timeSpent(seconds) {
-  if (seconds >= 3600) return `${rate(seconds / 3600)} h`;
-  if (seconds >= 60) return `${count(seconds / 60)} min`;
-  return `${count(seconds)} s`;
-}
+const WINDOWS = { '5m': 300, '15m': 900, '1h': 3600 };
 
 const EVENT_LABELS = {
   session_started: 'Session started', session_ended: 'Session ended', product_viewed: 'Product viewed',
@@ -52,23 +30,10 @@ const EVENT_LABELS = {
 };
 const eventLabel = (type) => EVENT_LABELS[type] ?? type.replaceAll('_', ' ');
 
-// Each activity keeps one hue everywhere (badges, pie, bars) so the eye can follow it.
-const ACTIVITY_HUES = { Browsing: 210, Search: 268, Product: 188, Cart: 145, Checkout: 35,
-  Delivery: 320, Deals: 5, Account: 60 };
-function activityHue(name = '') {
-  if (name in ACTIVITY_HUES) return ACTIVITY_HUES[name];
-  let hash = 0;
-  for (const ch of name) hash = (hash * 31 + ch.codePointAt(0)) % 360;
-  return hash;
-}
-const activityColor = (name) => `hsl(${activityHue(name)} 62% var(--chart-lightness))`;
-
 // ---------------------------------------------------------------- state
 
 const store = {
   summary: null,
-  history: [], // [{ at: client ms, summary }], oldest first, the last HISTORY_SECONDS
-  shoppers: new Map(), // userId → { view: ShopperView, receivedAt: client ms }
   events: [], // EventView, newest first; each gets a local `seq` that survives server restarts
   eventSeq: 0,
   newestEventId: 0, // the server's id of the newest event applied, to skip replayed duplicates
@@ -137,20 +102,21 @@ function connectLive() {
 // ---------------------------------------------------------------- applying data
 
 function applySummary(summary) {
-  const now = Date.now();
   store.summary = summary;
-  store.history.push({ at: now, summary });
-  const cutoff = now - (HISTORY_SECONDS + 30) * 1000;
-  while (store.history.length && store.history[0].at < cutoff) store.history.shift();
+  // A gap since the last point means the link was down: fetch what the server saw meanwhile.
+  if (extendHistory(summary)) loadHistory();
   // Shopper session clocks tick with the summary, so the table is redrawn too.
   invalidate('kpis', 'activity', 'behavior', 'shoppers');
 }
 
 function applyShopper(view) {
   if (!view?.userId) return;
-  store.shoppers.set(view.userId, { view, receivedAt: Date.now() });
-  invalidate('shoppers');
-  if (dialog.userId === view.userId) renderShopperFacts(view);
+  // Only the page shown is held; the next refresh brings in anyone who now belongs on it.
+  if (table.rows.has(view.userId)) {
+    table.rows.set(view.userId, { view, receivedAt: Date.now() });
+    invalidate('shoppers');
+  }
+  if (dialog.userId === view.userId) renderShopperFacts(view, Date.now());
 }
 
 function applyEvent(event, frame) {
@@ -171,54 +137,50 @@ function applyEvent(event, frame) {
   if (dialog.userId === event.userId) prependTimeline(event);
 }
 
-async function getJson(url, options) {
-  const response = await fetch(url, { headers: { Accept: 'application/json' }, ...options });
-  if (!response.ok) throw Object.assign(new Error(`${url}: ${response.status}`), { status: response.status });
-  return response.json();
+async function loadSummary() {
+  // Both at once: the charts are drawn full as soon as the history arrives.
+  await Promise.all([
+    getJson('/api/summary').then(applySummary).catch(() => {}), // the stream brings one within a second
+    loadHistory(),
+  ]);
 }
 
-async function loadShoppers() {
+async function loadHistory() {
+  const seconds = samples.windowSeconds;
   try {
-    const { shoppers = [] } = await getJson(`/api/shoppers?limit=${SHOPPERS_SHOWN}`);
-    const receivedAt = Date.now();
-    store.shoppers = new Map(shoppers.map((view) => [view.userId, { view, receivedAt }]));
-    invalidate('shoppers');
+    const reply = await getJson(`/api/history?window=${seconds}`);
+    if (seconds !== samples.windowSeconds) return; // the window changed meanwhile
+    takeHistory(reply);
+    invalidate('activity', 'behavior', 'kpis');
+    requestAnimationFrame(() => {
+      // When the charts were first drawn from the history, and with how many points each: tests
+      // and the benchmark read these.
+      const root = document.documentElement;
+      if (root.dataset.chartsAt) return;
+      root.dataset.chartsAt = String(Math.round(performance.now()));
+      const drawn = [...document.querySelectorAll('#panel-activity svg.chart')]
+        .map((svg) => [svg.id, Number(svg.dataset.points ?? 0)]);
+      root.dataset.chartsPoints = JSON.stringify(Object.fromEntries(drawn));
+    });
   } catch {
-    // keep what we have; the next reconnect or reconcile tries again
+    // the live summaries still draw the charts from now on
   }
+}
+
+// The table is read when its tab is open (and then every few seconds): at first paint only the
+// charts' data is asked for.
+function loadShoppers() {
+  if ($('#panel-shoppers').hidden) {
+    table.loaded = false;
+    return Promise.resolve();
+  }
+  return loadShopperPage(() => invalidate('shoppers'));
 }
 
 // ---------------------------------------------------------------- history lookups
 
-/** The summary about `secondsAgo` old (within a quarter of that, at least 5 s), or null. */
-function summaryAgo(secondsAgo) {
-  const { history } = store;
-  if (!history.length) return null;
-  if (secondsAgo === 0) return history.at(-1).summary;
-  const target = Date.now() - secondsAgo * 1000;
-  let best = null;
-  for (const entry of history) {
-    if (!best || Math.abs(entry.at - target) < Math.abs(best.at - target)) best = entry;
-  }
-  const tolerance = Math.max(5, secondsAgo / 4) * 1000;
-  return Math.abs(best.at - target) <= tolerance ? best.summary : null;
-}
-
-/** How much a cumulative counter grew in the minute ending `secondsAgo` ago. */
-function perMinute(key) {
-  return (ago) => {
-    const end = summaryAgo(ago);
-    const start = summaryAgo(ago + 60);
-    if (!end || !start || end === start) return null;
-    const grown = (end[key] ?? 0) - (start[key] ?? 0);
-    return grown >= 0 ? grown : null; // negative = the exporter restarted
-  };
-}
-
-const gauge = (read) => (ago) => {
-  const summary = summaryAgo(ago);
-  return summary ? read(summary) : null;
-};
+const gauge = (name) => (ago) => valueAgo(name, ago);
+const perMinute = (name) => (ago) => perMinuteAgo(name, ago);
 
 // ---------------------------------------------------------------- KPI cards
 
@@ -236,13 +198,13 @@ const KPIS = {
   cartAbandonment: { value: (s) => s.cartAbandonmentRate, show: percent,
     note: (s) => `${plural(s.abandonmentsLastHour, 'cart')} left in the last hour` },
   productViews: { value: (s) => s.productViews, show: count,
-    note: () => lastMinuteNote('productViews', 'in the last minute', 'total since start') },
+    note: () => lastMinuteNote('productViewsPerSecond', 'in the last minute', 'total since start') },
   searchActivity: { value: (s) => s.searches, show: count,
-    note: () => lastMinuteNote('searches', 'searches in the last minute', 'searches since start') },
+    note: () => lastMinuteNote('searchesPerSecond', 'searches in the last minute', 'searches since start') },
 };
 
 function lastMinuteNote(key, suffix, fallback) {
-  const grown = perMinute(key)(0);
+  const grown = perMinuteAgo(key, 0);
   return grown == null ? fallback : `+${count(grown)} ${suffix}`;
 }
 
@@ -261,44 +223,39 @@ function renderKpis() {
 
 // ---------------------------------------------------------------- real-time activity tab
 
-function series(read) {
-  return store.history.map(({ at, summary }) => [at, read(summary) ?? 0]);
-}
-
-// Items per minute over a trailing 10 s window: per-second deltas are too spiky to read.
-function cartRateSeries(key) {
-  const points = [];
-  const { history } = store;
-  let from = 0;
-  for (let i = 1; i < history.length; i += 1) {
-    while (history[i].at - history[from].at > 10_000) from += 1;
-    const start = history[Math.min(from, i - 1)];
-    const seconds = (history[i].at - start.at) / 1000;
-    const grown = (history[i].summary[key] ?? 0) - (start.summary[key] ?? 0);
-    if (seconds > 0 && grown >= 0) points.push([history[i].at, (grown / seconds) * 60]);
-  }
-  return points;
-}
+const eventsPerSecond = (n) => `${rate(n)} events/s`;
+const itemsPerMinute = (n) => `${rate(n)} items/min`;
 
 function renderActivity() {
-  const now = Date.now();
-  timeSeriesChart($('#chart-active-shoppers'), { now, formatValue: count,
-    series: [{ points: series((s) => s.activeShoppers), className: 'series-shoppers', area: true }] });
-  timeSeriesChart($('#chart-events-per-second'), { now, formatValue: rate,
-    series: [{ points: series((s) => s.eventsPerSecond), className: 'series-events' }] });
-  timeSeriesChart($('#chart-session-duration'), { now, formatValue: duration, steps: DURATION_STEPS,
-    series: [{ points: series((s) => s.averageSessionSeconds), className: 'series-session', area: true }] });
-  timeSeriesChart($('#chart-cart-actions'), { now, formatValue: count,
+  const now = serverNow();
+  const windowSeconds = samples.windowSeconds;
+  timeSeriesChart($('#chart-active-shoppers'), { now, windowSeconds, formatValue: count, unit: 'shoppers',
+    describe: (n) => plural(Math.round(n), 'shopper'),
+    series: [{ points: points('activeShoppers'), className: 'series-shoppers', area: true }] });
+  // Per-second counts are spiky at a real store's pace: each point averages the last 10 s.
+  timeSeriesChart($('#chart-events-per-second'), { now, windowSeconds, formatValue: rate, unit: 'events/s',
+    describe: eventsPerSecond,
+    series: [{ points: smoothed('eventsPerSecond'), className: 'series-events' }] });
+  timeSeriesChart($('#chart-session-duration'), { now, windowSeconds, formatValue: duration,
+    steps: DURATION_STEPS, unit: 'm:ss', describe: (s) => `${duration(s)} (m:ss)`,
+    series: [{ points: points('averageSessionSeconds'), className: 'series-session', area: true }] });
+  timeSeriesChart($('#chart-cart-actions'), { now, windowSeconds, formatValue: count, unit: 'items/min',
+    describe: itemsPerMinute,
     series: [
-      { points: cartRateSeries('cartItemsAdded'), className: 'series-added' },
-      { points: cartRateSeries('cartItemsRemoved'), className: 'series-removed' },
+      { name: 'added', points: smoothed('cartItemsAddedPerSecond', 10, 60), className: 'series-added' },
+      { name: 'removed', points: smoothed('cartItemsRemovedPerSecond', 10, 60), className: 'series-removed' },
     ] });
 
   const summary = store.summary;
   if (!summary) return;
-  showLatest('active-shoppers', 'activeShoppers', count(summary.activeShoppers));
-  showLatest('events-per-second', 'eventsPerSecond', `${rate(summary.eventsPerSecond)}/s`);
-  showLatest('session-duration', 'averageSessionSeconds', duration(summary.averageSessionSeconds));
+  const latestEvents = smoothed('eventsPerSecond').findLast(([, v]) => v != null)?.[1];
+  showLatest('active-shoppers', 'activeShoppers', plural(summary.activeShoppers, 'shopper'));
+  showLatest('events-per-second', 'eventsPerSecond', eventsPerSecond(latestEvents ?? summary.eventsPerSecond));
+  showLatest('session-duration', 'averageSessionSeconds', `${duration(summary.averageSessionSeconds)} (m:ss)`);
+  const added = smoothed('cartItemsAddedPerSecond', 10, 60).findLast(([, v]) => v != null)?.[1];
+  const removed = smoothed('cartItemsRemovedPerSecond', 10, 60).findLast(([, v]) => v != null)?.[1];
+  $('[data-latest="cartItemsAdded"]').textContent = itemsPerMinute(added ?? 0);
+  $('[data-latest="cartItemsRemoved"]').textContent = itemsPerMinute(removed ?? 0);
   renderTopActivities(summary.topActivities ?? (summary.activityDistribution ?? []).slice(0, 5));
 }
 
@@ -318,10 +275,10 @@ function renderTopActivities(top) {
     return;
   }
   list.replaceChildren(...top.map((item, i) => {
-    const card = make('li', { class: 'activity-card', style: `--hue: ${activityHue(item.activity)}` });
+    const card = make('li', { class: 'activity-card', style: activityStyle(item.activity) });
     card.append(
       make('span', { class: 'rank' }, `#${i + 1}`),
-      make('span', { class: 'activity-name' }, item.activity),
+      make('span', { class: 'activity-name' }, activityLabel(item.activity)),
       make('span', { class: 'activity-count' }, plural(item.shoppers, 'shopper')),
       make('span', { class: 'share-bar', 'aria-hidden': 'true' },
         make('span', { style: `width: ${(item.share * 100).toFixed(1)}%` })),
@@ -331,92 +288,27 @@ function renderTopActivities(top) {
   }));
 }
 
+function selectWindow(button) {
+  const seconds = WINDOWS[button.dataset.window];
+  if (!seconds || seconds === samples.windowSeconds) return;
+  for (const other of document.querySelectorAll('[data-window]')) {
+    other.setAttribute('aria-pressed', String(other === button));
+  }
+  samples.windowSeconds = seconds;
+  const words = { 300: '5 minutes', 900: '15 minutes', 3600: 'hour' }[seconds];
+  for (const svg of document.querySelectorAll('#panel-activity svg.chart')) {
+    svg.dataset.label = (svg.dataset.label ?? svg.getAttribute('aria-label'))
+      .replace(/over the last [\w ]+$/, `over the last ${words}`);
+  }
+  loadHistory();
+}
+
 // ---------------------------------------------------------------- shopper details tab
 
-const shopperRows = new Map(); // userId → <tr>, reused so focus and scroll survive updates
-
-/** Session length now: the server's figure plus the time since we received it, while online. */
-function liveSessionSeconds({ view, receivedAt }) {
-  const base = view.sessionSeconds ?? 0;
-  return view.online ? base + (Date.now() - receivedAt) / 1000 : base;
-}
-
-function matchesShopper(view, query) {
-  if (!query) return true;
-  return `${view.userName ?? ''} ${view.userId}`.toLowerCase().includes(query);
-}
-
 function renderShoppers() {
-  const query = $('#shopper-search').value.trim().toLowerCase();
-  const onlineOnly = $('#shopper-online-only').checked;
-  const all = [...store.shoppers.values()];
-  const shown = all
-    .filter(({ view }) => (!onlineOnly || view.online) && matchesShopper(view, query))
-    // online first, then by name: a stable order, so rows do not jump around every second
-    .sort((a, b) => (b.view.online - a.view.online)
-      || String(a.view.userName).localeCompare(String(b.view.userName))
-      || a.view.userId.localeCompare(b.view.userId))
-    .slice(0, SHOPPERS_SHOWN);
-
-  const body = $('#shopper-rows');
-  const keep = new Set(shown.map(({ view }) => view.userId));
-  for (const [id, row] of shopperRows) {
-    if (!keep.has(id)) {
-      row.remove();
-      shopperRows.delete(id);
-    }
-  }
-  shown.forEach((entry, index) => {
-    const row = shopperRows.get(entry.view.userId) ?? createShopperRow(entry.view.userId);
-    updateShopperRow(row, entry);
-    if (body.children[index] !== row) body.insertBefore(row, body.children[index] ?? null);
-  });
-  if (!shown.length) {
-    body.replaceChildren(make('tr', { class: 'empty' },
-      make('td', { colspan: '7' }, all.length ? 'No shopper matches the search' : 'No shoppers yet')));
-  } else {
-    body.querySelector('tr.empty')?.remove();
-  }
-  const online = all.filter(({ view }) => view.online).length;
-  $('#shopper-count').textContent = `${plural(all.length, 'shopper')}, ${count(online)} online`
-    + (shown.length < all.length ? ` — showing ${count(shown.length)}` : '');
-}
-
-function createShopperRow(userId) {
-  const row = make('tr', { 'data-user': userId });
-  row.innerHTML = `
-    <td data-label="Status"><span class="presence"><span class="dot"></span><span class="presence-text"></span></span></td>
-    <td data-label="Shopper"><button type="button" class="link shopper-name"></button><span class="shopper-id muted"></span></td>
-    <td data-label="Location" class="location"></td>
-    <td data-label="Session" class="num session"></td>
-    <td data-label="Cart" class="num cart"><span class="cart-value"></span> <span class="cart-items muted"></span></td>
-    <td data-label="Activity"><span class="badge activity"></span></td>
-    <td data-label="Membership"><span class="membership"></span></td>`;
-  shopperRows.set(userId, row);
-  return row;
-}
-
-// Only touch text that changed, so screen readers and selection are not disturbed every second.
-function setText(node, text) {
-  if (node.textContent !== text) node.textContent = text;
-}
-
-function updateShopperRow(row, entry) {
-  const { view } = entry;
-  row.classList.toggle('offline', !view.online);
-  setText(row.querySelector('.presence-text'), view.online ? 'Online' : 'Offline');
-  setText(row.querySelector('.shopper-name'), view.userName || view.userId);
-  setText(row.querySelector('.shopper-id'), view.userId);
-  setText(row.querySelector('.location'), view.location || '—');
-  setText(row.querySelector('.session'), duration(liveSessionSeconds(entry)));
-  setText(row.querySelector('.cart-value'), money(view.cartValue));
-  setText(row.querySelector('.cart-items'), plural(view.itemsInCart ?? 0, 'item'));
-  const badge = row.querySelector('.activity');
-  setText(badge, view.activeFeature || '—');
-  badge.style.setProperty('--hue', activityHue(view.activeFeature));
-  const membership = row.querySelector('.membership');
-  setText(membership, view.membershipType || '—');
-  membership.dataset.tier = (view.membershipType || '').toLowerCase().replaceAll('+', '-plus').replace(/[^a-z-]+/g, '-');
+  const stale = !table.loaded || Date.now() - table.loadedAt > REFRESH_MS;
+  if (stale && !table.inFlight) loadShoppers();
+  renderShopperTable(store.summary);
 }
 
 // ---------------------------------------------------------------- shopper dialog
@@ -427,41 +319,48 @@ async function openShopper(userId) {
   const element = $('#shopper-dialog');
   dialog.userId = userId;
   dialog.opener = document.activeElement;
-  const entry = store.shoppers.get(userId);
+  const entry = table.rows.get(userId);
   $('#shopper-dialog-title').textContent = entry?.view.userName ?? userId;
-  if (entry) renderShopperFacts(entry.view);
+  if (entry) renderShopperFacts(entry.view, entry.receivedAt);
   else $('#shopper-facts').replaceChildren();
   const timeline = $('#shopper-timeline');
   timeline.replaceChildren(make('li', { class: 'empty' }, 'Loading…'));
   if (!element.open) element.showModal();
-  try {
-    const { events = [] } = await getJson(`/api/shoppers/${encodeURIComponent(userId)}/events?limit=50`);
-    if (dialog.userId !== userId) return;
-    timeline.replaceChildren(...events.map(timelineItem));
-    if (!events.length) timeline.append(make('li', { class: 'empty' }, 'No events for this shopper yet'));
-  } catch (error) {
-    if (dialog.userId !== userId) return;
+  const id = encodeURIComponent(userId);
+  // Any shopper opens, not only those on the page shown: their state comes from the server.
+  const [view, events] = await Promise.allSettled([
+    getJson(`/api/shoppers/${id}`), getJson(`/api/shoppers/${id}/events?limit=50`)]);
+  if (dialog.userId !== userId) return;
+  if (view.status === 'fulfilled') {
+    $('#shopper-dialog-title').textContent = view.value.userName || userId;
+    renderShopperFacts(view.value, Date.now());
+  }
+  if (events.status === 'fulfilled') {
+    const found = events.value.events ?? [];
+    timeline.replaceChildren(...found.map(timelineItem));
+    if (!found.length) timeline.append(make('li', { class: 'empty' }, 'No events for this shopper yet'));
+  } else {
     timeline.replaceChildren(make('li', { class: 'empty' },
-      error.status === 404 ? 'This shopper is no longer tracked' : 'Could not load the timeline'));
+      events.reason?.status === 404 ? 'This shopper is no longer tracked' : 'Could not load the timeline'));
   }
 }
 
-function renderShopperFacts(view) {
+function renderShopperFacts(view, receivedAt) {
   const facts = [
     ['Status', view.online ? 'Online' : 'Offline'],
     ['Shopper id', view.userId],
     ['Location', view.location || '—'],
     ['Membership', view.membershipType || '—'],
     ['Delivery window', view.deliveryWindow || '—'],
-    ['Current activity', view.activeFeature || '—'],
-    ['Session', duration(liveSessionSeconds(store.shoppers.get(view.userId) ?? { view, receivedAt: Date.now() }))],
+    ['Current activity', view.activeFeature ? activityLabel(view.activeFeature) : '—'],
+    ['Session', `${duration(liveSessionSeconds({ view, receivedAt }))} (m:ss)`],
     ['Cart', `${money(view.cartValue)} · ${plural(view.itemsInCart ?? 0, 'item')}`],
     ['Products viewed', count(view.productsViewed)],
     ['Searches', count(view.searchesPerformed)],
     ['Page views', count(view.pageViews)],
     ['Coupons applied', count(view.couponsApplied)],
     ['Last action', view.lastAction ? `${view.lastAction} (${clock(view.lastActionTime)})` : '—'],
-    ['Activities used', (view.featuresUsed ?? []).join(', ') || '—'],
+    ['Activities used', (view.featuresUsed ?? []).map(activityLabel).join(', ') || '—'],
   ];
   $('#shopper-facts').replaceChildren(...facts.flatMap(([term, detail]) => [
     make('dt', {}, term), make('dd', {}, detail)]));
@@ -489,21 +388,21 @@ function closeShopper() {
 // ---------------------------------------------------------------- shopping behavior tab
 
 const STORE_STATS = [
-  { label: 'Active shoppers', read: gauge((s) => s.activeShoppers), show: count },
-  { label: 'Active carts', read: gauge((s) => s.activeCarts), show: count },
-  { label: 'Items in carts', read: gauge((s) => s.cartItems), show: count },
-  { label: 'Total cart value', read: gauge((s) => s.totalCartValue), show: money },
-  { label: 'Average cart value', read: gauge((s) => s.averageCartValue), show: money },
-  { label: 'Orders in the last hour', read: gauge((s) => s.ordersLastHour), show: count },
-  { label: 'Order value in the last hour', read: gauge((s) => s.orderValueLastHour), show: money },
-  { label: 'Cart abandonment rate', read: gauge((s) => s.cartAbandonmentRate), show: percent, lowerIsBetter: true },
-  { label: 'Average session', read: gauge((s) => s.averageSessionSeconds), show: duration },
-  { label: 'Events per second', read: gauge((s) => s.eventsPerSecond), show: rate },
-  { label: 'Product views per minute', read: perMinute('productViews'), show: count },
-  { label: 'Searches per minute', read: perMinute('searches'), show: count },
-  { label: 'Page views per minute', read: perMinute('pageViews'), show: count },
-  { label: 'Items added to carts per minute', read: perMinute('cartItemsAdded'), show: count },
-  { label: 'Items removed from carts per minute', read: perMinute('cartItemsRemoved'), show: count },
+  { label: 'Active shoppers', read: gauge('activeShoppers'), show: count },
+  { label: 'Active carts', read: gauge('activeCarts'), show: count },
+  { label: 'Items in carts', read: gauge('cartItems'), show: count },
+  { label: 'Total cart value', read: gauge('totalCartValue'), show: money },
+  { label: 'Average cart value', read: gauge('averageCartValue'), show: money },
+  { label: 'Orders in the last hour', read: gauge('ordersLastHour'), show: count },
+  { label: 'Order value in the last hour', read: gauge('orderValueLastHour'), show: money },
+  { label: 'Cart abandonment rate', read: gauge('cartAbandonmentRate'), show: percent, lowerIsBetter: true },
+  { label: 'Average session (m:ss)', read: gauge('averageSessionSeconds'), show: duration },
+  { label: 'Events per second', read: perMinute('eventsPerSecond'), show: (n) => rate(n / 60) },
+  { label: 'Product views per minute', read: perMinute('productViewsPerSecond'), show: count },
+  { label: 'Searches per minute', read: perMinute('searchesPerSecond'), show: count },
+  { label: 'Page views per minute', read: perMinute('pageViewsPerSecond'), show: count },
+  { label: 'Items added to carts per minute', read: perMinute('cartItemsAddedPerSecond'), show: count },
+  { label: 'Items removed from carts per minute', read: perMinute('cartItemsRemovedPerSecond'), show: count },
 ];
 
 /** up / down / stable, with a 2 % dead band so noise does not flicker the arrows. */
@@ -531,21 +430,25 @@ function renderBehavior() {
   const summary = store.summary;
   if (!summary) return;
   const distribution = summary.activityDistribution ?? [];
-  pieChart($('#chart-activity-pie'), { centreLabel: 'online',
-    slices: distribution.map((d) => ({ label: d.activity, value: d.shoppers, color: activityColor(d.activity) })) });
-  $('#activity-legend').replaceChildren(...distribution.map((d) => make('li', {},
+  pieChart($('#chart-activity-pie'), { centreLabel: 'online shoppers',
+    describe: (n, share) => `${plural(n, 'shopper')} (${percent(share)})`,
+    slices: distribution.map((d) => ({ label: activityLabel(d.activity), value: d.shoppers,
+      color: activityColor(d.activity) })) });
+  $('#activity-legend').replaceChildren(...distribution.map((d) => make('li', { 'data-activity': d.activity },
     make('span', { class: 'swatch', style: `background: ${activityColor(d.activity)}` }),
-    make('span', {}, d.activity),
-    make('span', { class: 'muted' }, `${count(d.shoppers)} · ${percent(d.share)}`))));
+    make('span', {}, activityLabel(d.activity)),
+    make('span', { class: 'legend-value' }, `${plural(d.shoppers, 'shopper')} · ${percent(d.share)}`))));
 
   const engagement = Object.entries(summary.activitySeconds ?? {})
     .filter(([, seconds]) => seconds > 0)
     .sort((a, b) => b[1] - a[1]);
   barChart($('#chart-engagement'), { formatValue: timeSpent,
-    bars: engagement.map(([activity, seconds]) => ({ label: activity, value: seconds, color: activityColor(activity) })) });
+    describe: (seconds) => `${timeSpent(seconds)} spent in all`,
+    bars: engagement.map(([activity, seconds]) => ({ label: activityLabel(activity), value: seconds,
+      color: activityColor(activity) })) });
 
   const funnel = summary.funnel ?? {};
-  barChart($('#chart-funnel'), { formatValue: count,
+  barChart($('#chart-funnel'), { formatValue: count, describe: (n) => plural(n, 'session'),
     bars: ['browsing', 'cart', 'checkout', 'order'].map((stage, i) => ({
       label: stage[0].toUpperCase() + stage.slice(1), value: funnel[stage] ?? 0,
       color: `hsl(152 55% calc(var(--chart-lightness) + ${i * 6}%))` })) });
@@ -555,10 +458,10 @@ function renderBehavior() {
 }
 
 function renderStoreStats() {
-  const baseline = store.history.length ? (Date.now() - store.history[0].at) / 1000 : 0;
-  $('#stats-baseline').textContent = baseline >= 45
+  const held = samples.times.length ? (samples.times.at(-1) - samples.times[0]) / 1000 : 0;
+  $('#stats-baseline').textContent = held >= 115
     ? 'Trends compare each figure with about a minute ago.'
-    : `Collecting history (${count(baseline)} s so far); trends appear after about a minute.`;
+    : `The service has ${count(held)} s of history so far; trends appear after about two minutes.`;
   $('#store-stats-rows').replaceChildren(...STORE_STATS.map((stat) => {
     const now = stat.read(0);
     const before = stat.read(60);
@@ -571,19 +474,18 @@ function renderStoreStats() {
 }
 
 function renderActivityStats(distribution, activitySeconds) {
-  const earlier = summaryAgo(60);
-  const earlierShoppers = new Map((earlier?.activityDistribution ?? []).map((d) => [d.activity, d.shoppers]));
+  const earlier = valueAgo('activeShoppers', 60) != null;
   const names = new Set([...distribution.map((d) => d.activity), ...Object.keys(activitySeconds)]);
   const byName = new Map(distribution.map((d) => [d.activity, d]));
   const rows = [...names]
     .map((name) => ({ name, shoppers: byName.get(name)?.shoppers ?? 0, share: byName.get(name)?.share ?? 0 }))
     .sort((a, b) => b.shoppers - a.shoppers || (activitySeconds[b.name] ?? 0) - (activitySeconds[a.name] ?? 0));
   $('#activity-stats-rows').replaceChildren(...rows.map((row) => make('tr', {},
-    make('th', { scope: 'row' }, make('span', { class: 'badge', style: `--hue: ${activityHue(row.name)}` }, row.name)),
+    make('th', { scope: 'row' }, make('span', { class: 'badge', style: activityStyle(row.name) }, activityLabel(row.name))),
     make('td', { class: 'num' }, count(row.shoppers)),
     make('td', { class: 'num secondary' }, percent(row.share)),
     make('td', { class: 'num' }, timeSpent(activitySeconds[row.name] ?? 0)),
-    trendCell(earlier ? trendOf(row.shoppers, earlierShoppers.get(row.name) ?? 0) : 'unknown',
+    trendCell(earlier ? trendOf(row.shoppers, valueAgo(row.name, 60) ?? 0) : 'unknown',
       { neutral: true }))));
 }
 
@@ -655,6 +557,13 @@ function setPaused(paused) {
 }
 
 function showDemo(state) {
+  // Simulated traffic faster than real time says so: "demo ×10".
+  const speed = state?.running ? state.speed : state?.external?.speed;
+  const badge = $('#demo-badge');
+  badge.hidden = !(speed > 1);
+  badge.textContent = `demo ×${Number(speed ?? 1).toLocaleString('en-US', { maximumFractionDigits: 1 })}`;
+  badge.title = speed > 1
+    ? `Simulated shoppers, ${speed} times faster than a real store` : '';
   const button = $('#demo-button');
   button.hidden = !state?.enabled;
   button.disabled = !state?.enabled;
@@ -761,14 +670,6 @@ function onTabKey(event) {
 
 // ---------------------------------------------------------------- helpers and start-up
 
-/** Create an element with attributes and children (strings become text, never HTML). */
-function make(tag, attributes = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [name, value] of Object.entries(attributes)) node.setAttribute(name, value);
-  node.append(...children);
-  return node;
-}
-
 function wireUp() {
   $('#tablist').addEventListener('keydown', onTabKey);
   for (const tab of tabs()) tab.addEventListener('click', () => selectTab(tab));
@@ -776,8 +677,22 @@ function wireUp() {
   $('#demo-button').addEventListener('click', toggleDemo);
   $('#theme-button').addEventListener('click', () => setTheme(currentTheme() === 'dark' ? 'light' : 'dark'));
 
-  $('#shopper-search').addEventListener('input', () => invalidate('shoppers'));
-  $('#shopper-online-only').addEventListener('change', () => invalidate('shoppers'));
+  const redraw = () => invalidate('shoppers');
+  $('#shopper-search').addEventListener('input', () => restart(redraw));
+  for (const id of ['#shopper-online-only', '#shopper-activity', '#shopper-sort']) {
+    $(id).addEventListener('change', () => restart(redraw));
+  }
+  $('#shopper-prev').addEventListener('click', () => turnPage(-1, redraw));
+  $('#shopper-next').addEventListener('click', () => turnPage(1, redraw));
+  for (const button of document.querySelectorAll('[data-window]')) {
+    button.addEventListener('click', () => selectWindow(button));
+  }
+  // The page shown is read again every few seconds while it is on screen.
+  setInterval(() => {
+    if (!store.paused && !$('#panel-shoppers').hidden) loadShoppers();
+  }, REFRESH_MS);
+  // A demo started elsewhere (docker-compose) announces itself; look now and then.
+  setInterval(loadDemo, 30_000);
   $('#shopper-rows').addEventListener('click', (event) => {
     const row = event.target.closest('tr[data-user]');
     if (row) openShopper(row.dataset.user);
@@ -812,6 +727,7 @@ function start() {
   wireUp();
   const fromHash = document.getElementById(`tab-${location.hash.slice(1)}`);
   selectTab(fromHash ?? tabs()[0]);
+  loadSummary();
   loadShoppers();
   loadDemo();
   connectLive();
