@@ -63,7 +63,10 @@ def child(events: int, query: str, runs: int) -> None:
 
     if hasattr(evaluate, "QUERY_TIMEOUT"):  # a checkout from before --loki-query-timeout
         evaluate.QUERY_TIMEOUT = 1e9
-    try:
+    QueryGate = None  # noqa: N806
+    # A checkout from before queries were paced has no pacing module (look in its tree: an
+    # editable install of another checkout would otherwise supply one).
+    if (Path(evaluate.__file__).parent / "pacing.py").exists():
         from exporter.loki import pacing
         from exporter.loki.pacing import QueryGate
 
@@ -71,8 +74,6 @@ def child(events: int, query: str, runs: int) -> None:
         # fiftieth of its real work, and pauses would be counted fifty times too often. So
         # this counts evaluation alone; what pausing costs is in the timed benchmarks.
         pacing.LOOP_SHARE = 1e9  # type: ignore[misc]
-    except ImportError:  # a checkout from before queries were paced
-        QueryGate = None  # noqa: N806
 
     async def once() -> None:
         if QueryGate is None:
