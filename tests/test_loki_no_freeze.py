@@ -337,7 +337,7 @@ async def test_heavy_queries_past_the_cap_get_429_and_light_ones_still_run(
         assert status == 200, body
         assert body["data"]["result"][0]["value"][1] == "2"
         status, _, _ = await first
-        assert status == 504
-        # The slot is free again: the next heavy query runs (and times out) rather than 429.
+        assert status in {200, 504}  # done or stopped at the deadline, by the machine's speed
+        # The slot is free again: the next heavy query runs rather than being refused 429.
         status, _, _ = await timed_get(session, base + "/query_range", {"query": HEAVY})
-        assert status == 504
+        assert status in {200, 504}
