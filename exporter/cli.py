@@ -30,6 +30,7 @@ from exporter.settings import (
     Settings,
     SettingsError,
 )
+from exporter.sharding import Shard, parse_shard
 
 if TYPE_CHECKING:
     from exporter.client import MetricsClient
@@ -72,6 +73,13 @@ class _Parser(argparse.ArgumentParser):
             shown = _as_typed(default)
         note = f" (default: {shown})" if shown else ""
         self.add_argument(*flags, dest=dest, help=f"{help_text}{note} [env {env}]", **kwargs)
+
+
+def _shard(text: str) -> Shard:
+    try:
+        return parse_shard(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _as_typed(value: Any) -> str:
@@ -123,6 +131,15 @@ def _service_parser() -> _Parser:
     )
     p.option("--demo-seed", dest="demo_seed", convert=int, type=int, help="Seed for the demo")
     _speed_option(p)
+    p.option(
+        "--shard",
+        dest="shard",
+        convert=parse_shard,
+        type=_shard,
+        metavar="INDEX/COUNT",
+        help="Run as one of COUNT replicas, owning the shoppers whose userId hashes to INDEX "
+        "(from 0, e.g. 1/3); records of other shards are refused as wrong_shard",
+    )
     p.add_argument(
         "--no-demo-control",
         dest="demo_control",
@@ -392,6 +409,7 @@ def settings_from_args(argv: Sequence[str]) -> Settings:
             snapshot_interval=args.snapshot_interval,
             cors_origins=tuple(cors_origins),
             log_level=args.log_level,
+            shard=args.shard,
         )
     except SettingsError as err:
         parser.error("; ".join(f"{_flag(name)} must be {need}" for name, need in err.problems))
@@ -416,6 +434,8 @@ def banner(settings: Settings) -> str:
         demo = f" with {settings.demo_shoppers} demo shoppers"
         if settings.demo_speed != 1:
             demo += f" at {settings.demo_speed:g}× real-time pace"
+    if settings.shard is not None:
+        demo += f" as shard {settings.shard}"
     return "\n".join(
         [
             f"Live Shopper Metrics {__version__}{demo}, listening on {settings.host}:"

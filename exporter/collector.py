@@ -31,6 +31,7 @@ KNOWN_REJECT_REASONS = (
     "batch_too_large",
     "future",
     "capacity",
+    "wrong_shard",
 )
 # Every event type a shop can see is exported from the start, at 0 until it happens: a series
 # that appears only with its first event hides that first increase from rate(), and an alert
@@ -231,6 +232,14 @@ class ShopperCollector(Collector):
         info = InfoMetricFamily("shopper_exporter_build", "Build information.")
         info.add_metric([], {"version": __version__})
         yield info
+        shard = self.ingestor.shard
+        part = InfoMetricFamily(
+            "shopper_exporter_shard",
+            "The shoppers this replica owns: shard (from 0) of shards (0 of 1 when not sharded).",
+        )
+        index, count = (0, 1) if shard is None else (shard.index, shard.count)
+        part.add_metric([], {"shard": str(index), "shards": str(count)})
+        yield part
         status = self.status
         subscribers = GaugeMetricFamily(
             "shopper_exporter_stream_subscribers",

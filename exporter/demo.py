@@ -461,15 +461,23 @@ class DemoControl:
             await task
         # Stopped while still warming up (in its thread): nobody was announced, nobody to sign out.
         if self._generator is not None and self._generator.sending:
-            updates = self._generator.stop_all(self.ingestor.clock())
+            updates = self._own(self._generator.stop_all(self.ingestor.clock()))
             if updates:
                 self.ingestor.ingest(updates, "demo")
+
+    def _own(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The records of this replica's shoppers: on a sharded replica the demo plays only its
+        own shard's part of the store (the others' records would be refused as wrong_shard)."""
+        shard = self.ingestor.shard
+        if shard is None:
+            return records
+        return [r for r in records if shard.owner(r["userId"]) == shard.index]
 
     async def _run(self, generator: DemoGenerator) -> None:
         # A big demo's half hour of warm-up takes a moment: off the loop, so requests go on.
         await asyncio.to_thread(generator.prime, self.ingestor.clock())
         while True:
-            updates, events = generator.tick(self.ingestor.clock())
+            updates, events = map(self._own, generator.tick(self.ingestor.clock()))
             if updates or events:
                 self.ingestor.ingest({"metrics": updates, "events": events}, "demo")
             await asyncio.sleep(0.25)

@@ -33,6 +33,7 @@ from exporter.model import (
 from exporter.outcomes import CAPACITY, Unapplied
 from exporter.privacy import Pseudonyms
 from exporter.settings import Settings
+from exporter.sharding import WRONG_SHARD
 from exporter.shopper import Shopper
 from exporter.skew import FUTURE, ClockSkew
 from exporter.store import ShopperStore
@@ -133,6 +134,7 @@ class Ingestor:
         self.received: dict[str, int] = {}
         self.rejected: dict[tuple[str, str], int] = {}
         self.skew = ClockSkew(settings.max_clock_skew)
+        self.shard = settings.shard
         salt = settings.pseudonym_salt
         self.pseudonyms = Pseudonyms(salt) if salt else None
 
@@ -217,6 +219,11 @@ class Ingestor:
                 f"{records} records in one body; the limit is {limit}", reason="batch_too_large"
             )
 
+    def _misrouted(self, report: IngestReport, index: int, kind: str, owner: int) -> None:
+        assert self.shard is not None
+        refusal = FieldError("userId", self.shard.misrouted(owner))
+        report.rejected.append(Rejection(index, kind, (refusal,), WRONG_SHARD, owner))
+
     def _future(self, report: IngestReport, index: int, kind: str, at: float, now: float) -> None:
         refusal = self.skew.refusal(at, now)
         report.rejected.append(Rejection(index, kind, (refusal,), FUTURE))
@@ -232,13 +239,18 @@ class Ingestor:
         their order)."""
         now = self.clock()
         horizon = self.skew.horizon(now)
-        pseudonyms = self.pseudonyms
+        pseudonyms, shard = self.pseudonyms, self.shard
         store, log = self.store, self.log
         # Asked once per body, not per record: nothing awaits in between. Logging and
         # publishing are inlined for the same reason: this loop runs for every update.
         frames: list[Published] | None = [] if self.hub.subscribers > 0 else None
         changed: list[Shopper] = []
         for position, update in enumerate(updates):
+            if shard is not None:  # one hash per record, and only on a sharded replica
+                owner = shard.owner(update.user_id)
+                if owner != shard.index:
+                    self._misrouted(report, _index(position, positions), "metric", owner)
+                    continue
             at = epoch(update.timestamp)
             if at > horizon:
                 self._future(report, _index(position, positions), "metric", at, now)
@@ -283,10 +295,15 @@ class Ingestor:
         new state of the shoppers they moved."""
         now = self.clock()
         horizon = self.skew.horizon(now)
-        pseudonyms = self.pseudonyms
+        pseudonyms, shard = self.pseudonyms, self.shard
         happened: list[ShoppingEvent] = []
         moved: dict[str, Shopper] = {}
         for position, event in enumerate(events):
+            if shard is not None:
+                owner = shard.owner(event.user_id)
+                if owner != shard.index:
+                    self._misrouted(report, _index(position, positions), "event", owner)
+                    continue
             at = epoch(event.timestamp)
             if at > horizon:
                 self._future(report, _index(position, positions), "event", at, now)
@@ -360,9 +377,16 @@ class Ingestor:
         if logged and self.hub.subscribers > 0:
             self.hub.publish_many(logged)
 
+    def summary(self) -> dict[str, Any]:
+        """The store's key metrics, and which shard of the shoppers they cover."""
+        summary = self.store.summary(self.clock())
+        shard = self.shard
+        summary["shard"] = None if shard is None else {"index": shard.index, "count": shard.count}
+        return summary
+
     def publish_summary(self) -> dict[str, Any]:
         """Publish the summary frame (once a second while anyone listens); returns it."""
-        summary = self.store.summary(self.clock())
+        summary = self.summary()
         if self.hub.subscribers:
             self.hub.publish(Frame("summary", self.log.last_id, orjson.dumps(summary).decode()))
         return summary

@@ -140,15 +140,21 @@ class Rejection:
     kind: str
     errors: tuple[FieldError, ...]
     reason: str = "invalid"
-    """invalid (a field fails validation), future (stamped too far ahead) or capacity."""
+    """invalid (a field fails validation), future (stamped too far ahead), capacity or
+    wrong_shard (another replica owns the shopper)."""
+    shard: int | None = None
+    """The owning shard of a wrong_shard record."""
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        body: dict[str, Any] = {
             "index": self.index,
             "kind": self.kind,
             "reason": self.reason,
             "errors": [e.to_json() for e in self.errors],
         }
+        if self.shard is not None:
+            body["shard"] = self.shard
+        return body
 
 
 class BodyError(ValueError):

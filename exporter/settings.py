@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from exporter.sharding import Shard
+
 DEFAULT_PORT = 9462
 MIN_DEMO_SPEED = 0.1
 MAX_DEMO_SPEED = 1000.0
@@ -89,6 +91,8 @@ class Settings:
     cors_origins: tuple[str, ...] = ()
     """Web origins (`https://shop.example`) whose pages may call the API; `*` = any (no tokens)."""
     log_level: str = "info"
+    shard: Shard | None = None
+    """This replica's part of the shoppers (`--shard INDEX/COUNT`); None = every shopper."""
 
     def __post_init__(self) -> None:
         checks = (

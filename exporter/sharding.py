@@ -12,6 +12,11 @@ MASK_64 = (1 << 64) - 1
 MAX_SHARDS = (1 << 31) - 1
 """The jump hash is defined for a 32-bit signed bucket count."""
 
+WRONG_SHARD = "wrong_shard"
+"""Why a replica refuses a record of a shopper another shard owns."""
+SHARD_HEADER = "X-Shopper-Shard"
+"""The request header a client sets to the shard its records belong to (a proxy routes by it)."""
+
 _SHARD_FORM = re.compile(r"([0-9]+)/([0-9]+)")
 
 
@@ -71,6 +76,17 @@ class Shard:
 
     def owns(self, user_id: str) -> bool:
         return shard_of(user_id, self.count) == self.index
+
+    def owner(self, user_id: str) -> int:
+        """The shard that owns `user_id` (the count is checked already, so straight to the hash)."""
+        return jump_hash(fnv1a_64(utf8(user_id)), self.count)
+
+    def misrouted(self, owner: int) -> str:
+        """Why a record whose shopper belongs to shard `owner` is refused here."""
+        return (
+            f"this shopper belongs to shard {owner} of {self.count}, and this replica is shard "
+            f"{self}: send it to shard {owner} ({SHARD_HEADER}: {owner} through the proxy)"
+        )
 
     def __str__(self) -> str:
         return f"{self.index}/{self.count}"

@@ -105,12 +105,17 @@ def document() -> dict[str, Any]:
                             "kind": {"type": "string", "enum": ["metric", "event"]},
                             "reason": {
                                 "type": "string",
-                                "enum": ["invalid", "future", "capacity"],
+                                "enum": ["invalid", "future", "capacity", "wrong_shard"],
                                 "description": "invalid: a field fails validation; future: "
                                 "stamped more than --max-clock-skew ahead; capacity: a new "
-                                "shopper while --max-shoppers are tracked, all online",
+                                "shopper while --max-shoppers are tracked, all online; "
+                                "wrong_shard: another replica (--shard) owns the shopper",
                             },
                             "errors": {"type": "array", "items": _ref("FieldError")},
+                            "shard": {
+                                "type": "integer",
+                                "description": "wrong_shard only: the shard that owns the shopper",
+                            },
                         },
                     },
                 },

@@ -101,8 +101,19 @@ function connectLive() {
 
 // ---------------------------------------------------------------- applying data
 
+// A sharded replica shows only its own shoppers: say so, and where the whole store is seen.
+function showShard(shard) {
+  const badge = $('#shard-badge');
+  badge.hidden = !shard;
+  if (!shard) return;
+  badge.textContent = `shard ${shard.index}/${shard.count}`;
+  badge.title = `This replica holds only the shoppers of shard ${shard.index} (of ${shard.count}, `
+    + 'numbered from 0); Grafana shows the whole store';
+}
+
 function applySummary(summary) {
   store.summary = summary;
+  showShard(summary.shard);
   // A gap since the last point means the link was down: fetch what the server saw meanwhile.
   if (extendHistory(summary)) loadHistory();
   // Shopper session clocks tick with the summary, so the table is redrawn too.
