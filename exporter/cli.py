@@ -512,8 +512,21 @@ def _demo_parser() -> _Parser:
     p.option(
         "--url",
         dest="url",
-        default=f"http://127.0.0.1:{DEFAULT_PORT}",
-        help="Base URL of the service",
+        convert=_split,
+        action="append",
+        default=[],
+        metavar="URL",
+        shown=f"http://127.0.0.1:{DEFAULT_PORT}",
+        help="Base URL of the service; repeated (or comma-separated), one per replica in shard "
+        "order: each record goes to the replica owning its shopper",
+    )
+    p.option(
+        "--shards",
+        dest="shards",
+        convert=int,
+        type=int,
+        help="With one --url (a proxy in front of N replicas): split records into N shards and "
+        "name each request's shard in the X-Shopper-Shard header",
     )
     p.option(
         "--token",
@@ -585,6 +598,14 @@ async def _push_demo(args: argparse.Namespace) -> int:
 
     if not MIN_DEMO_SPEED <= args.demo_speed <= MAX_DEMO_SPEED:
         raise SystemExit(f"--demo-speed must be between {MIN_DEMO_SPEED:g} and {MAX_DEMO_SPEED:g}")
+    urls = _flat(args.url) or [f"http://127.0.0.1:{DEFAULT_PORT}"]
+    where = " ".join(urls)
+    try:
+        client = MetricsClient(urls, token=args.token, shards=args.shards)
+    except ValueError as err:
+        raise SystemExit(f"shopper-exporter demo: {err}") from None
+    if client.shards is not None and args.transport == "ws":
+        raise SystemExit("shopper-exporter demo: --transport ws pushes to one service; use http")
     generator = DemoGenerator(args.shoppers, args.seed, args.pace, speed=args.demo_speed)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -594,7 +615,7 @@ async def _push_demo(args: argparse.Namespace) -> int:
     sent = accepted = rejected = sent_at_report = 0
     failing = False
     pusher: WebSocketPusher | None = None
-    async with MetricsClient(args.url, token=args.token) as client:
+    async with client:
 
         async def push(updates: list[Any], events: list[Any]) -> dict[str, Any]:
             nonlocal pusher
@@ -610,7 +631,7 @@ async def _push_demo(args: argparse.Namespace) -> int:
             else (f"{generator.speed:g}× a real store's pace")
         )
         print(
-            f"demo: {args.shoppers} shoppers at {pace} → {args.url} ({args.transport})",
+            f"demo: {args.shoppers} shoppers at {pace} → {where} ({args.transport})",
             flush=True,
         )
         announced = -ANNOUNCE_EVERY
@@ -626,7 +647,7 @@ async def _push_demo(args: argparse.Namespace) -> int:
                     reply = await push(updates, events)
                 except (aiohttp.ClientError, PushError, TimeoutError) as err:
                     if not failing:
-                        print(f"demo: {_failure(err, args.url)}; retrying", flush=True)
+                        print(f"demo: {_failure(err, where)}; retrying", flush=True)
                     failing = True
                 else:
                     if failing:
@@ -635,12 +656,16 @@ async def _push_demo(args: argparse.Namespace) -> int:
                     sent += len(updates) + len(events)
                     accepted += int(reply.get("accepted", 0))
                     rejected += len(reply.get("rejected", []))
+            if client.queued:
+                with contextlib.suppress(aiohttp.ClientError, PushError, TimeoutError):
+                    await client.flush()  # a replica back: its held records go before new ones
             now = time.monotonic()
             if now - last_report >= args.report_every:
                 rate = (sent - sent_at_report) / (now - last_report)
+                holding = f"  held {client.queued}" if client.shards is not None else ""
                 print(
                     f"demo: {rate:7.1f} records/s  sent {sent}  accepted {accepted}  "
-                    f"rejected {rejected}  online {len(generator.active)}",
+                    f"rejected {rejected}  online {len(generator.active)}{holding}",
                     flush=True,
                 )
                 last_report, sent_at_report = now, sent
@@ -652,8 +677,14 @@ async def _push_demo(args: argparse.Namespace) -> int:
                 await push(goodbye, [])
         if pusher is not None:
             await pusher.close()
+        with contextlib.suppress(aiohttp.ClientError, PushError, TimeoutError):
+            await client.flush()
+        held = client.queued
+    if held:
+        print(f"demo: {held} records still held for replicas that are down", file=sys.stderr)
+        return 1
     if failing:
-        print(f"demo: could not deliver to {args.url}; sent {sent} records", file=sys.stderr)
+        print(f"demo: could not deliver to {where}; sent {sent} records", file=sys.stderr)
         return 1
     print(f"demo: done, sent {sent} records", flush=True)
     return 0

@@ -159,4 +159,3 @@ async def test_the_in_process_demo_plays_only_its_own_shard(
     await async_wait_until(some)
     assert all(shard_of(s.user_id, 2) == 0 for s in store.newest(limit=1000))
     assert client.app[INGESTOR].rejected.get(("demo", "wrong_shard"), 0) == 0
-
