@@ -1,9 +1,8 @@
-"""The Python client against real sharded replicas: split batches, owners, held records, the demo."""
+"""The Python client against real sharded replicas: split batches, owners, held records, demo."""
 
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -172,9 +171,10 @@ async def test_the_standalone_demo_pushes_to_several_urls(aiohttp_server: Server
     args += ["--demo-speed", "50", "--duration", "2"]
     for port in ports:
         args += ["--url", f"http://127.0.0.1:{port}"]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    # Off the loop: the replicas answer on this loop while the demo runs.
-    output = (await asyncio.to_thread(proc.communicate, None, 120))[0]
+    proc = await asyncio.create_subprocess_exec(
+        *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    output = (await asyncio.wait_for(proc.communicate(), 120))[0].decode()
     assert proc.returncode == 0, output
     for index, replica in enumerate(replicas):
         assert tracked(replica), output
