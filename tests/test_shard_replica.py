@@ -6,6 +6,7 @@ from typing import Any
 
 import orjson
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from test_sources import PollUpstream, ServerFactory, quick, user_ids
@@ -159,3 +160,30 @@ async def test_the_in_process_demo_plays_only_its_own_shard(
     await async_wait_until(some)
     assert all(shard_of(s.user_id, 2) == 0 for s in store.newest(limit=1000))
     assert client.app[INGESTOR].rejected.get(("demo", "wrong_shard"), 0) == 0
+
+
+async def test_forwarded_events_carry_the_shard_as_a_stream_label(
+    aiohttp_client: ClientFactory, aiohttp_server: ServerFactory
+) -> None:
+    """With --loki-push-url, every stream a sharded replica pushes is labelled shard="0"."""
+    pushed: list[dict[str, Any]] = []
+
+    async def loki_push(request: web.Request) -> web.Response:
+        assert request.headers["Content-Encoding"] == "gzip"  # aiohttp inflates it on read
+        pushed.extend(orjson.loads(await request.read())["streams"])
+        return web.Response(status=204)  # what Loki answers a good push
+
+    loki = web.Application()
+    loki.router.add_post("/loki/api/v1/push", loki_push)
+    target = await aiohttp_server(loki)
+    url = f"http://127.0.0.1:{target.port}/loki/api/v1/push"
+    client = await aiohttp_client(create_app(Settings(shard=SHARD, loki_push_url=url)))
+    await client.post("/api/metrics", data=orjson.dumps([shopper(u) for u in MINE]))
+
+    async def arrived() -> bool:
+        return sum(len(s["values"]) for s in pushed) >= len(MINE)
+
+    await async_wait_until(arrived)
+    assert pushed
+    assert all(s["stream"]["shard"] == "0" for s in pushed)
+    assert all(s["stream"]["job"] == "shopper-events" for s in pushed)

@@ -51,6 +51,7 @@ class LokiForwarder:
         max_retry_delay: float = 30.0,
         batch_size: int = BATCH_SIZE,
         flush_interval: float = FLUSH_INTERVAL,
+        extra_labels: dict[str, str] | None = None,
     ) -> None:
         self.url = url
         self.log = event_log
@@ -60,6 +61,8 @@ class LokiForwarder:
         self.max_retry_delay = max_retry_delay
         self.batch_size = batch_size
         self.flush_interval = flush_interval
+        self.extra_labels = extra_labels or {}
+        """Labels on every stream (`shard` on a sharded replica, so Loki tells replicas apart)."""
         # Ship whatever the log holds at start, then everything after.
         self.cursor = event_log.first_id - 1
 
@@ -83,7 +86,13 @@ class LokiForwarder:
             labels = self.labeller.for_event(logged)
             slot = streams.setdefault(id(labels), (labels, []))
             slot[1].append([str(logged.ts_ns), logged.line])
-        body = {"streams": [{"stream": lab, "values": vals} for lab, vals in streams.values()]}
+        extra = self.extra_labels
+        body = {
+            "streams": [
+                {"stream": lab | extra if extra else lab, "values": vals}
+                for lab, vals in streams.values()
+            ]
+        }
         return gzip.compress(orjson.dumps(body), compresslevel=5)
 
     async def send(self, session: aiohttp.ClientSession, batch: list[LoggedEvent]) -> str:
@@ -145,6 +154,7 @@ async def forwarding(app: web.Application) -> AsyncIterator[None]:
         app[STATUS],
         retry_delay=settings.reconnect_delay,
         max_retry_delay=settings.reconnect_max_delay,
+        extra_labels=None if settings.shard is None else {"shard": str(settings.shard.index)},
     )
     timeout = aiohttp.ClientTimeout(total=SEND_TIMEOUT)
     async with aiohttp.ClientSession(timeout=timeout) as session:
