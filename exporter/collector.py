@@ -37,6 +37,19 @@ KNOWN_REJECT_REASONS = (
 # that appears only with its first event hides that first increase from rate(), and an alert
 # cannot tell "no such event yet" from "the exporter lost its state".
 EVENT_LABELS = tuple(sorted({*KNOWN_TYPES, OTHER}))
+# The brief's activities (its featureTime keys) are exported from the start too, for the same
+# reason: increase() cannot see a series' first value, and with N replicas each would hide its
+# own, so a sum over replicas would count less than one exporter fed the same traffic.
+KNOWN_ACTIVITIES = (
+    "Account",
+    "Browsing",
+    "Cart",
+    "Checkout",
+    "Deals",
+    "Delivery",
+    "Product",
+    "Search",
+)
 
 
 def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
@@ -180,7 +193,8 @@ class ShopperCollector(Collector):
             "Time shoppers spent per activity (from featureTime).",
             labels=["activity"],
         )
-        yield _labelled(seconds, c.activity_seconds.items())
+        spent = c.activity_seconds
+        yield _labelled(seconds, ((a, spent.get(a, 0.0)) for a in {*KNOWN_ACTIVITIES, *spent}))
         funnel = CounterMetricFamily(
             "shopper_funnel_sessions",
             "Sessions that reached each funnel stage (once per session).",

@@ -270,8 +270,8 @@ class SseClient:
     """A real SSE client of /api/stream (aiohttp, the service's own parser), keeping every
     frame it reads and the last id, as a browser's EventSource does."""
 
-    def __init__(self, base_url: str, last_event_id: str | None = None) -> None:
-        self.url = base_url + "/api/stream"
+    def __init__(self, base_url: str, last_event_id: str | None = None, query: str = "") -> None:
+        self.url = base_url + "/api/stream" + query
         self.last_event_id = last_event_id
         self.frames: list[Any] = []
         self._session: Any = None
