@@ -201,6 +201,27 @@ def run_exporter(
         yield running
 
 
+HAPROXY_CONFIG = ROOT / "deploy" / "haproxy.cfg"
+
+
+@contextmanager
+def run_haproxy(tmp_path: Path, replica_ports: list[int]) -> Iterator[RunningProcess]:
+    """Real HAProxy running deploy/haproxy.cfg on a free port, in front of the replicas on
+    `replica_ports` (shard order), ready once a replica answers /readyz through it."""
+    haproxy = require_binary("haproxy")
+    port = free_port()
+    env = {"SHOPPER_PROXY_BIND": f"127.0.0.1:{port}"}
+    env |= {f"SHOPPER_SHARD_{i}": f"127.0.0.1:{p}" for i, p in enumerate(replica_ports)}
+    with run_process(
+        [haproxy, "-db", "-f", str(HAPROXY_CONFIG)],
+        tmp_path / f"haproxy-{port}.log",
+        f"http://127.0.0.1:{port}",
+        "/readyz",
+        env=env,
+    ) as running:
+        yield running
+
+
 def iso(moment: float | None = None) -> str:
     """An ISO 8601 UTC timestamp (now, or `moment` seconds since the epoch)."""
     when = datetime.now(UTC) if moment is None else datetime.fromtimestamp(moment, UTC)

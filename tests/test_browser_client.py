@@ -6,12 +6,14 @@ from __future__ import annotations
 import signal
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, Page
+
+from exporter.sharding import shard_of
 
 from browser_shop import (
     CLIENT,
@@ -24,7 +26,16 @@ from browser_shop import (
     run_sample,
     shoppers,
 )
-from support import RunningProcess, free_port, iso, run_exporter, shopper, wait_until
+from support import (
+    RunningProcess,
+    free_port,
+    iso,
+    run_exporter,
+    run_haproxy,
+    scraped,
+    shopper,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
@@ -478,3 +489,33 @@ def test_a_full_queue_drops_the_oldest_and_says_so_once(
         reasons = shop_state(page, "window.shop.errors.map((e) => e.reason)")
         assert reasons.count("queue_full") == 1
         assert shoppers(exporter.base_url) == {}
+
+
+def test_shards_send_each_shards_records_through_haproxy_to_its_replica(
+    page: Page, shop: OriginServer, tmp_path: Path
+) -> None:
+    """configure({shards: 3}) behind real HAProxy (deploy/haproxy.cfg): each body names its
+    shard in X-Shopper-Shard, so every replica gets exactly its own shoppers and refuses none."""
+    ports = [free_port() for _ in range(3)]
+    ids = [f"js_shopper_{i}" for i in range(30)]
+    with ExitStack() as stack:
+        replicas = [
+            stack.enter_context(
+                run_exporter(tmp_path, "--shard", f"{i}/3", "--cors-origins", shop.origin, port=p)
+            )
+            for i, p in enumerate(ports)
+        ]
+        proxy = stack.enter_context(run_haproxy(tmp_path, ports))
+        setup = "metricsService.configure({ batchMs: 50, shards: 3 });"
+        open_shop(page, shop.serve_page(client_url(proxy.base_url), setup))
+        page.evaluate("(us) => window.shop.service.pushBulkMetrics(us)", [shopper(u) for u in ids])
+        for index, replica in enumerate(replicas):
+            own = {u for u in ids if shard_of(u, 3) == index}
+            wait_until(lambda r=replica, o=own: set(shoppers(r.base_url)) == o, timeout=15)
+            refused = scraped(
+                replica.base_url, "shopper_updates_rejected_total", reason="wrong_shard"
+            )
+            assert refused == 0
+        stats = shop_state(page, "window.shop.service.stats")
+        assert (stats["accepted"], stats["rejected"], stats["queued"]) == (len(ids), 0, 0)
+        assert stats["requests"] >= 3

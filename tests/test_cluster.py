@@ -41,6 +41,7 @@ from support import (
     http_request,
     require_binary,
     run_exporter,
+    run_haproxy,
     run_process,
     shopper,
     wait_until,
@@ -51,7 +52,6 @@ pytestmark = pytest.mark.integration
 COUNT = 3
 JOB, REFERENCE = "shopper-exporter", "shopper-reference"
 SCALE_CONFIG = ROOT / "prometheus" / "prometheus.scale.yml"
-HAPROXY_CONFIG = ROOT / "deploy" / "haproxy.cfg"
 # Nobody goes offline or is forgotten while the test runs: sweeps at different moments in
 # different processes would make the gauges differ for reasons that are no part of sharding.
 SETTINGS = ("--active-window", "3600", "--retention", "7200", "--snapshot-interval", "1")
@@ -177,9 +177,8 @@ def _short_rules(path: Path) -> Path:
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """Three sharded replicas, HAProxy, the reference exporter and Prometheus, all up."""
     prometheus_bin = require_binary("prometheus")
-    haproxy_bin = require_binary("haproxy")
     tmp = tmp_path_factory.mktemp("cluster")
-    proxy_port, prometheus_port, reference_port = free_port(), free_port(), free_port()
+    prometheus_port, reference_port = free_port(), free_port()
     with ExitStack() as stack:
         cluster = Cluster(tmp, stack, [free_port() for _ in range(COUNT)])
         for index in range(COUNT):
@@ -188,17 +187,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         servers["reference"] = stack.enter_context(
             run_exporter(tmp, *SETTINGS, port=reference_port)
         )
-        env = {"SHOPPER_PROXY_BIND": f"127.0.0.1:{proxy_port}"}
-        env |= {f"SHOPPER_SHARD_{i}": f"127.0.0.1:{p}" for i, p in enumerate(cluster.ports)}
-        servers["proxy"] = stack.enter_context(
-            run_process(
-                [haproxy_bin, "-db", "-f", str(HAPROXY_CONFIG)],
-                tmp / "haproxy.log",
-                f"http://127.0.0.1:{proxy_port}",
-                "/readyz",
-                env=env,
-            )
-        )
+        servers["proxy"] = stack.enter_context(run_haproxy(tmp, cluster.ports))
         config = tmp / "prometheus.yml"
         short = _short_rules(tmp / "short.yml")
         config.write_text(_prometheus_config(cluster.ports, reference_port, short))

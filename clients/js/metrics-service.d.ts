@@ -249,6 +249,13 @@ export interface MetricsServiceOptions {
   reconnectMs?: number;
   /** Silence on the live stream that counts as a dead link. Default 10 s. */
   staleMs?: number;
+  /**
+   * Replicas behind `baseUrl` (a proxy such as the exporter's deploy/haproxy.cfg), each started
+   * with `--shard INDEX/shards`: every body then holds the records of one shard
+   * (`shardOf(userId, shards)`) and names it in the `X-Shopper-Shard` header the proxy routes
+   * by; pushes go over HTTP even after `connectWebSocket()`. 0 (the default): one exporter.
+   */
+  shards?: number;
   onError?: ((error: MetricsServiceError) => void) | null;
 }
 

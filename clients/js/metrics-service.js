@@ -19,6 +19,7 @@ const DEFAULTS = Object.freeze({
   retryMaxMs: 15_000,
   reconnectMs: 5000, // the brief's "auto-reconnect after 5 seconds"
   staleMs: 10_000, // the exporter sends a summary every second; this much silence is a dead link
+  shards: 0, // N replicas behind one proxy URL: each body holds one shard's records, named in SHARD_HEADER
   onError: null,
 });
 
@@ -30,6 +31,7 @@ const KEEPALIVE_BYTES = 60 * 1024;
 const ALWAYS_KEEPALIVE_BYTES = 8 * 1024;
 // Bodies are arrays or {"metrics":[...],"events":[...]}: this much beside the records' JSON.
 const BODY_OVERHEAD = 32;
+const SHARD_HEADER = 'X-Shopper-Shard';
 const RETRY_STATUSES = new Set([0, 408, 425, 429, 500, 502, 503, 504]);
 const REMEMBERED_SOURCE_RECORDS = 10_000;
 const WS_TOO_BIG = 1009;
@@ -233,7 +235,7 @@ class PushSocket {
 
 export class MetricsService {
   #options;
-  #queue = []; // {kind: 'metric' | 'event', json, bytes, at: when queued}, oldest first
+  #queue = []; // {kind: 'metric' | 'event', json, bytes, at: when queued, shard}, oldest first
   #sending = false;
   #inFlight = null; // {batch, survivesUnload, resent} of the body on its way
   #batchTimer = 0;
@@ -277,6 +279,10 @@ export class MetricsService {
     const known = Object.fromEntries(Object.entries(options).filter(([key]) => key in DEFAULTS));
     Object.assign(this.#options, known);
     this.#options.baseUrl = withSlash(String(this.#options.baseUrl || defaultBaseUrl()));
+    const { shards } = this.#options;
+    if (shards !== 0 && !(Number.isInteger(shards) && shards >= 1 && shards <= MAX_SHARDS)) {
+      throw new RangeError(`shards must be 0 (one exporter) or an integer from 1 to ${MAX_SHARDS}, got ${shards}`);
+    }
     this.#recordCap = this.#options.maxBatch;
     this.#byteCap = this.#options.maxBodyBytes;
     if (this.#live && ('baseUrl' in known || 'token' in known)) this.#openLive();
@@ -342,12 +348,18 @@ export class MetricsService {
           message: `a ${kind} of ${bytes} bytes is over maxBodyBytes (${this.#options.maxBodyBytes})` });
         continue;
       }
-      this.#queue.push({ kind, json, bytes, at: Date.now() });
+      this.#queue.push({ kind, json, bytes, at: Date.now(), shard: this.#shardOfRecord(record) });
     }
     const over = this.#queue.length - this.#options.maxQueue;
     if (over > 0) this.#drop(this.#queue.splice(0, over), 'queue_full');
     this.#watchPage();
     this.#schedule();
+  }
+
+  /** The shard of a record when sharding (0 without, or for a record with no string userId). */
+  #shardOfRecord(record) {
+    const { shards } = this.#options;
+    return shards && typeof record.userId === 'string' ? shardOf(record.userId, shards) : 0;
   }
 
   #drop(items, reason) {
@@ -378,16 +390,27 @@ export class MetricsService {
     }
   }
 
-  /** The oldest queued records that fit one body. */
+  /** The oldest queued records that fit one body; sharding, the oldest of one shard (that of
+   * the oldest record), the others staying queued in their order. */
   #takeBatch(maxBytes) {
+    const shard = this.#queue[0]?.shard;
     let bytes = BODY_OVERHEAD;
-    let count = 0;
+    let full = false;
+    const taken = [];
+    const left = [];
     for (const item of this.#queue) {
-      if (count === this.#recordCap || (count && bytes + item.bytes + 1 > maxBytes)) break;
-      bytes += item.bytes + 1;
-      count += 1;
+      if (!full && item.shard === shard) {
+        full = taken.length === this.#recordCap || (taken.length > 0 && bytes + item.bytes + 1 > maxBytes);
+      }
+      if (full || item.shard !== shard) {
+        left.push(item);
+      } else {
+        bytes += item.bytes + 1;
+        taken.push(item);
+      }
     }
-    return this.#queue.splice(0, count);
+    this.#queue = left;
+    return taken;
   }
 
   async #sendNext() {
@@ -418,7 +441,9 @@ export class MetricsService {
     const events = batch.filter((item) => item.kind === 'event').map((item) => item.json);
     const envelope = `{"metrics":[${metrics.join(',')}],"events":[${events.join(',')}]}`;
     this.#stats.requests += 1;
-    if (!unloading && this.#pushSocket?.open) return this.#pushSocket.send(envelope);
+    // A socket reaches one replica: sharded bodies go over HTTP, each naming its shard.
+    const sharded = this.#options.shards > 0;
+    if (!unloading && !sharded && this.#pushSocket?.open) return this.#pushSocket.send(envelope);
 
     let path = 'api/metrics';
     let body = envelope;
@@ -426,6 +451,7 @@ export class MetricsService {
     else if (!metrics.length) [path, body] = ['api/events', `[${events.join(',')}]`];
     const headers = { 'Content-Type': 'application/json' };
     if (this.#options.token) headers.Authorization = `Bearer ${this.#options.token}`;
+    if (sharded) headers[SHARD_HEADER] = String(batch[0]?.shard ?? 0);
     // keepalive lets the request finish after the page closed (browsers cap such bodies).
     const keepalive = unloading || bytesOf(batch) <= ALWAYS_KEEPALIVE_BYTES;
     if (flight) flight.survivesUnload = keepalive;

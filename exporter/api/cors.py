@@ -20,7 +20,7 @@ from exporter.keys import SETTINGS
 SCOPED_PREFIXES = ("/api/", "/client/")
 """Paths a page on an allowed origin may call: pushes, reads, streams and the client itself."""
 ALLOW_METHODS = "GET, POST, DELETE, OPTIONS"
-ALLOW_HEADERS = "Authorization, Content-Type, Last-Event-ID"
+ALLOW_HEADERS = "Authorization, Content-Type, Last-Event-ID, X-Shopper-Shard"
 EXPOSE_HEADERS = "Retry-After, WWW-Authenticate"
 PREFLIGHT_MAX_AGE = "600"
 """Seconds a browser may reuse a preflight answer: one OPTIONS per ten minutes, not per push."""
