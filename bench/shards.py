@@ -59,17 +59,22 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
-def wait_ready(url: str, timeout: float = 30.0) -> None:
+def wait_ready(url: str, timeout: float = 30.0, streak: int = 1) -> None:
+    """Until `streak` readiness probes in a row succeed (through HAProxy: until its health
+    checks have taken the servers that are not there out of rotation)."""
     import urllib.request
 
     deadline = time.monotonic() + timeout
+    good = 0
     while time.monotonic() < deadline:
         try:
             with urllib.request.urlopen(url + "/readyz", timeout=1) as resp:
-                if resp.status == 200:
-                    return
+                good = good + 1 if resp.status == 200 else 0
         except OSError:
+            good = 0
             time.sleep(0.1)
+        if good >= streak:
+            return
     raise SystemExit(f"{url} did not become ready")
 
 
@@ -121,7 +126,7 @@ def start_haproxy(started: Started, ports: list[int]) -> str:
     )
     started.add("haproxy", proc)
     url = f"http://127.0.0.1:{port}"
-    wait_ready(url)
+    wait_ready(url, streak=30)
     return url
 
 

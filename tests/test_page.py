@@ -348,3 +348,20 @@ def test_phone_width_is_one_column_without_sideways_scrolling(
         expect(phone.locator("#shopper-rows tr[data-user]")).not_to_have_count(0)
     finally:
         context.close()
+
+
+def test_a_sharded_replicas_page_says_which_shard_it_shows(page: Page, tmp_path: Path) -> None:
+    """With --shard 1/3 the header badge reads "shard 1/3" and explains it; unsharded, none."""
+    with run_exporter(tmp_path, "--shard", "1/3", "--demo", "30") as running:
+        open_live(page, running.base_url)
+        badge = page.get_by_test_id("shard-badge")
+        expect(badge).to_have_text("shard 1/3", timeout=15 * SECONDS)
+        expect(badge).to_have_attribute("title", re.compile(r"only the shoppers of shard 1"))
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "sharded-replica.png"))
+    with run_exporter(tmp_path) as plain:
+        open_live(page, plain.base_url)
+        expect(page.locator(".kpis")).to_have_attribute(
+            "data-updated", re.compile(r".+"), timeout=15 * SECONDS
+        )
+        expect(page.get_by_test_id("shard-badge")).to_be_hidden()
