@@ -99,40 +99,40 @@ SLICE: Final = 5_000
 
 
 class _Lines:
-    """Lowercased `id SEP name SEP location` lines in one text, where each starts (one more
-    entry: the end) and whose each is, in the ids' own case."""
+    """Lines of `id SEP name SEP location SEP` lowercased, then the id in its own case when that
+    differs (ids are case-sensitive), in one text; and where each line starts (one more entry:
+    the end). A line holds no reference to anything, so a forgotten shopper's id goes with it."""
 
-    __slots__ = ("ids", "starts", "text")
+    __slots__ = ("starts", "text")
 
-    def __init__(self, ids: list[str], starts: array[int], text: str) -> None:
-        self.ids = ids
+    def __init__(self, starts: array[int], text: str) -> None:
         self.starts = starts
         self.text = text
 
     def __len__(self) -> int:
-        return len(self.ids)
+        return len(self.starts) - 1
 
     def extend(self, more: _Lines) -> None:
         shift = len(self.text)
         self.starts.extend(start + shift for start in more.starts[1:])
-        self.ids += more.ids
         self.text += more.text
 
     def holders(self, needle: str) -> Iterator[str]:
         """Ids of the lines that contain `needle`, once per line."""
-        text, starts, ids = self.text, self.starts, self.ids
+        text, starts = self.text, self.starts
         at = text.find(needle)
         while at >= 0:
             line = bisect.bisect_right(starts, at) - 1
-            yield ids[line]
-            at = text.find(needle, starts[line + 1])
+            start, end = starts[line], starts[line + 1]
+            cased = text.rfind(SEP, start, end) + 1
+            yield text[cased : end - 1] if cased < end - 1 else text[start : text.find(SEP, start)]
+            at = text.find(needle, end)
 
 
 class _Builder:
     """Lines made a slice of shoppers at a time and joined once at the end."""
 
     def __init__(self) -> None:
-        self.ids: list[str] = []
         self.starts = array("q", [0])
         self.texts: list[str] = []
         self.size = 0
@@ -140,10 +140,10 @@ class _Builder:
     def add(self, shoppers: Iterable[Shopper]) -> _Builder:
         lines = []
         for shopper in shoppers:
-            self.ids.append(shopper.user_id)
-            # Lowered line by line: a few characters change length when lowered.
-            line = f"{shopper.user_id}{SEP}{shopper.user_name}{SEP}{shopper.location}\n"
-            lines.append(line.lower())
+            user_id = shopper.user_id
+            # Lowered field by field: a few characters change length when lowered.
+            low = f"{user_id}{SEP}{shopper.user_name}{SEP}{shopper.location}{SEP}".lower()
+            lines.append(f"{low}\n" if low.startswith(user_id) else f"{low}{user_id}\n")
         self.starts.extend(islice(accumulate(map(len, lines), initial=self.size), 1, None))
         text = "".join(lines)
         self.texts.append(text)
@@ -151,7 +151,7 @@ class _Builder:
         return self
 
     def done(self) -> _Lines:
-        return _Lines(self.ids, self.starts, "".join(self.texts))
+        return _Lines(self.starts, "".join(self.texts))
 
 
 def _lines(shoppers: Iterable[Shopper] = ()) -> _Lines:
@@ -162,7 +162,7 @@ class ShopperFinder:
     """A search index beside the store, so a search never walks every shopper's fields.
 
     Each shopper is a line of one lowercased text (id, name, location), searched at C speed and
-    mapped back by offset: about 50 bytes a shopper. The store tells the index of new, renamed
+    mapped back by offset: under 50 bytes a shopper. The store tells the index of new, renamed
     and moved shoppers (`store.introduced`); each gets a new line, read once a second into a
     small tail that joins the main text when it grows past a quarter of it. Lines left behind
     by a rename or by a shopper the store forgot are never trusted: every hit is checked against
