@@ -233,7 +233,9 @@ class ShopperFinder:
         if fresh is None:
             self._built = False  # some were dropped: read everything at the next sync
         elif fresh:
-            self._tail.extend(_lines(fresh))
+            get = self.store.get
+            held = [s for s in map(get, dict.fromkeys(fresh)) if s is not None]
+            self._tail.extend(_lines(held))
             if len(self._tail.text) > len(self._main.text) // 4:
                 self._main.extend(self._tail)
                 self._tail = _lines()

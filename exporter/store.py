@@ -244,7 +244,7 @@ class ShopperStore:
         if self.introduced is not None and (
             first_sight or shopper.user_name != name or shopper.location is not place
         ):
-            self.introduced.add(shopper, len(self._shoppers))
+            self.introduced.add(shopper.user_id, len(self._shoppers))
         shopper.fingerprint = fingerprint
         shopper.timestamp = at
         shopper.received = now
