@@ -75,7 +75,7 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
         asyncio.create_task(_every(settings.sweep_interval, ingestor.expire, "expiry")),
         asyncio.create_task(_every(settings.summary_interval, ingestor.publish_summary, "summary")),
         asyncio.create_task(run_sampler(app[HISTORY], ingestor.clock)),
-        asyncio.create_task(_every(1.0, app[FINDER].sync, "search index")),
+        asyncio.create_task(_every(1.0, app[FINDER].keep_up, "search index")),
     ]
     if settings.demo_shoppers:
         app[DEMO].start(settings.demo_shoppers)

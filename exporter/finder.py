@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import bisect
 import heapq
-import math
 import operator
 from array import array
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from itertools import accumulate, islice
 from typing import Any, Final
 
 import orjson
 
+from exporter.introductions import Introductions
 from exporter.labels import UNKNOWN
 from exporter.store import Shopper, ShopperStore
 
@@ -89,104 +91,171 @@ def decode_cursor(sort: str, cursor: str) -> tuple[Any, ...]:
     return float(parts[1]), parts[2]
 
 
+SEP: Final = "\x1f"
+"""Between a line's id, name and location (the unit separator: never part of a search)."""
+
+SLICE: Final = 5_000
+"""Shoppers read between two turns of the loop while the index is rebuilt in the background."""
+
+
+class _Lines:
+    """Lines of `id SEP name SEP location SEP` lowercased, then the id in its own case when that
+    differs (ids are case-sensitive), in one text; and where each line starts (one more entry:
+    the end). A line holds no reference to anything, so a forgotten shopper's id goes with it."""
+
+    __slots__ = ("starts", "text")
+
+    def __init__(self, starts: array[int], text: str) -> None:
+        self.starts = starts
+        self.text = text
+
+    def __len__(self) -> int:
+        return len(self.starts) - 1
+
+    def extend(self, more: _Lines) -> None:
+        shift = len(self.text)
+        self.starts.extend(start + shift for start in more.starts[1:])
+        self.text += more.text
+
+    def holders(self, needle: str) -> Iterator[str]:
+        """Ids of the lines that contain `needle`, once per line."""
+        text, starts = self.text, self.starts
+        at = text.find(needle)
+        while at >= 0:
+            line = bisect.bisect_right(starts, at) - 1
+            start, end = starts[line], starts[line + 1]
+            cased = text.rfind(SEP, start, end) + 1
+            yield text[cased : end - 1] if cased < end - 1 else text[start : text.find(SEP, start)]
+            at = text.find(needle, end)
+
+
+class _Builder:
+    """Lines made a slice of shoppers at a time and joined once at the end."""
+
+    def __init__(self) -> None:
+        self.starts = array("q", [0])
+        self.texts: list[str] = []
+        self.size = 0
+
+    def add(self, shoppers: Iterable[Shopper]) -> _Builder:
+        lines = []
+        for shopper in shoppers:
+            user_id = shopper.user_id
+            # Lowered field by field: a few characters change length when lowered.
+            low = f"{user_id}{SEP}{shopper.user_name}{SEP}{shopper.location}{SEP}".lower()
+            lines.append(f"{low}\n" if low.startswith(user_id) else f"{low}{user_id}\n")
+        self.starts.extend(islice(accumulate(map(len, lines), initial=self.size), 1, None))
+        text = "".join(lines)
+        self.texts.append(text)
+        self.size += len(text)
+        return self
+
+    def done(self) -> _Lines:
+        return _Lines(self.starts, "".join(self.texts))
+
+
+def _lines(shoppers: Iterable[Shopper] = ()) -> _Lines:
+    return _Builder().add(shoppers).done()
+
+
 class ShopperFinder:
     """A search index beside the store, so a search never walks every shopper's fields.
 
-    Ids sit in one lowercased text, searched at C speed and mapped back by offset; names and
-    locations repeat across shoppers, so each distinct one is kept once with the ids bearing it.
-    Recency comes only from `store.newest` (the shopper map, which the store keeps in order of
-    last arrival, or the online shoppers' last-seen queue), so the index catches up by reading
-    only the shoppers updated since it last looked (newest first, until an older one). Shoppers
-    the store forgot (expired, erased, or evicted under --max-shoppers) are dropped when met, and
-    swept out when they pile up.
+    Each shopper is a line of one lowercased text (id, name, location), searched at C speed and
+    mapped back by offset: under 50 bytes a shopper. The store tells the index of new, renamed
+    and moved shoppers (`store.introduced`); each gets a new line, read once a second into a
+    small tail that joins the main text when it grows past a quarter of it. Lines left behind
+    by a rename or by a shopper the store forgot are never trusted: every hit is checked against
+    the shopper the store holds now. When they outnumber half the live lines (and after a
+    restart), the text is rebuilt from the store, in slices between which the loop goes on.
     """
 
     def __init__(self, store: ShopperStore) -> None:
         self.store = store
-        self._since = -math.inf
-        self._clear()
-
-    def _clear(self) -> None:
-        self._ids: list[str] = []
-        self._lower_ids: list[str] = []
-        self._offsets = array("q")
-        self._id_text = ""
-        self._named: dict[str, tuple[str, str]] = {}
-        self._names: dict[str, set[str]] = {}
-        self._places: dict[str, set[str]] = {}
+        store.introduced = Introductions()
+        self._main = _lines()
+        self._tail = _lines()
+        self._built = False
+        self._building = False
 
     def __len__(self) -> int:
-        return len(self._named)
+        """Lines held, live and left behind."""
+        return len(self._main) + len(self._tail)
+
+    def _due(self) -> bool:
+        return not self._built or len(self) > len(self.store) * 3 // 2 + 1024
 
     def sync(self) -> None:
-        """Take in shoppers added, renamed or moved since the last sync."""
-        store = self.store
-        newest = store.last_update
-        if newest is not None and newest < self._since:
-            self._since = -math.inf  # the clock went back: read everything again
-        if len(self._ids) > len(store) + max(1000, len(store) // 4):
-            self._clear()  # many forgotten shoppers: start again from the store
-            self._since = -math.inf
-        named = self._named
-        added: list[str] = []
-        for shopper in _updated_since(store, self._since):
-            user_id = shopper.user_id
-            key = (shopper.user_name.lower(), shopper.location.lower())
-            was = named.get(user_id)
-            if was == key:
-                continue
-            if was is None:
-                added.append(user_id)
-            else:
-                self._names[was[0]].discard(user_id)
-                self._places[was[1]].discard(user_id)
-            named[user_id] = key
-            self._names.setdefault(key[0], set()).add(user_id)
-            self._places.setdefault(key[1], set()).add(user_id)
-        if added:
-            self._append_ids(added)
-        if newest is not None:
-            self._since = newest
+        """Take in shoppers added, renamed or moved since the last sync, all at once."""
+        if self._building:
+            return  # the background rebuild takes them in when it ends
+        if self._due():
+            self._start_rebuild()
+            self._finish_rebuild(_Builder().add(self._from_store()))
+        else:
+            self._take_fresh()
 
-    def _append_ids(self, added: list[str]) -> None:
-        lowered = [user_id.lower() for user_id in added]
-        start = len(self._id_text)
-        for text in lowered:
-            self._offsets.append(start)
-            start += len(text) + 1
-        self._ids += added
-        self._lower_ids += lowered
-        self._id_text += "\n".join(lowered) + "\n"
+    async def keep_up(self) -> None:
+        """What the service runs once a second: `sync`, with a rebuild done a slice at a time."""
+        if self._building:
+            return
+        if not self._due():
+            self._take_fresh()
+            return
+        self._start_rebuild()
+        shoppers, built = self._from_store(), _Builder()
+        try:
+            for start in range(0, len(shoppers), SLICE):
+                built.add(shoppers[start : start + SLICE])
+                await asyncio.sleep(0)
+        except BaseException:
+            self._building = False
+            raise
+        self._finish_rebuild(built)
+
+    def _from_store(self) -> list[Shopper]:
+        return self.store.newest(limit=len(self.store))
+
+    def _start_rebuild(self) -> None:
+        """From here on the feed holds every change the rebuild's reading may miss."""
+        assert self.store.introduced is not None
+        self.store.introduced.take()
+        self._building = True
+
+    def _finish_rebuild(self, built: _Builder) -> None:
+        self._main, self._tail = built.done(), _lines()
+        self._built, self._building = True, False
+        self._take_fresh()
+
+    def _take_fresh(self) -> None:
+        assert self.store.introduced is not None
+        fresh = self.store.introduced.take()
+        if fresh is None:
+            self._built = False  # some were dropped: read everything at the next sync
+        elif fresh:
+            get = self.store.get
+            held = [s for s in map(get, dict.fromkeys(fresh)) if s is not None]
+            self._tail.extend(_lines(held))
+            if len(self._tail.text) > len(self._main.text) // 4:
+                self._main.extend(self._tail)
+                self._tail = _lines()
 
     def matching(self, q: str) -> list[Shopper]:
         """Shoppers whose id, name or location contains `q`, ignoring case (a plain substring)."""
         self.sync()
-        needle = q.lower().replace("\n", " ")
-        found = set(self._id_matches(needle))
-        for table in (self._names, self._places):
-            for text, user_ids in table.items():
-                if needle in text:
-                    found |= user_ids
-        # Ids of shoppers the store has forgotten since are left behind here.
-        return [s for s in map(self.store.get, found) if s is not None]
-
-    def _id_matches(self, needle: str) -> list[str]:
-        text = self._id_text
-        hits = text.count(needle)
-        if hits == 0:
-            return []
-        if hits > len(self._ids) // 8:
-            # Most ids match: one pass over them costs less than a find per match.
-            return [i for i, low in zip(self._ids, self._lower_ids, strict=True) if needle in low]
-        ids, offsets, out = self._ids, self._offsets, []
-        end = len(text)
-        at = text.find(needle)
-        while at >= 0:
-            i = bisect.bisect_right(offsets, at) - 1
-            out.append(ids[i])
-            after = offsets[i + 1] if i + 1 < len(offsets) else end
-            at = text.find(needle, after)
-        return out
+        needle = q.lower().replace("\n", " ").replace(SEP, " ")
+        get = self.store.get
+        seen: set[str] = set()
+        found: list[Shopper] = []
+        for lines in (self._main, self._tail):
+            for user_id in lines.holders(needle):
+                if user_id in seen:
+                    continue
+                seen.add(user_id)
+                shopper = get(user_id)
+                if shopper is not None and _mentions(shopper, needle):
+                    found.append(shopper)
+        return found
 
     def page(self, query: ShopperQuery) -> ShopperPage:
         """The shoppers a query selects, one page of them in its sort order."""
@@ -254,14 +323,13 @@ def _page_of(rest: list[Shopper], total: int, query: ShopperQuery) -> ShopperPag
     return ShopperPage(shown, total, cursor)
 
 
-def _updated_since(store: ShopperStore, since: float) -> list[Shopper]:
-    """Shoppers whose last update arrived after `since`, newest first."""
-    want = 256
-    while True:
-        batch = store.newest(limit=want)
-        if len(batch) < want or batch[-1].received <= since:
-            return [s for s in batch if s.received > since]
-        want *= 4
+def _mentions(shopper: Shopper, needle: str) -> bool:
+    """Whether the shopper as held now (not as a line once said) contains the needle."""
+    return (
+        needle in shopper.user_id.lower()
+        or needle in shopper.user_name.lower()
+        or needle in shopper.location.lower()
+    )
 
 
 def _filtered(candidates: Iterable[Shopper], query: ShopperQuery) -> list[Shopper]:

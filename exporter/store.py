@@ -17,6 +17,7 @@ from exporter import events as ev
 from exporter import outcomes, reported
 from exporter.capacity import Capacity
 from exporter.events import ShoppingEvent
+from exporter.introductions import Introductions
 from exporter.labels import OTHER, UNKNOWN, LabelCap
 from exporter.lastseen import SeenQueue
 from exporter.model import ShopperEventIn, ShopperUpdate, epoch
@@ -176,6 +177,8 @@ class ShopperStore:
         self.abandonments_recent = Recent(60, 60.0)
         self.events_recent = Recent(60, 1.0)
         self.last_update: float | None = None
+        self.introduced: Introductions | None = None
+        """Set by a search index that wants to hear of new, renamed and moved shoppers."""
 
     # ----- reading -----------------------------------------------------------------------
 
@@ -236,7 +239,12 @@ class ShopperStore:
             shopper.last_action.lower(),
             shopper.activity,
         )
+        name, place = shopper.user_name, shopper.location
         self._set_identity(shopper, update, at)
+        if self.introduced is not None and (
+            first_sight or shopper.user_name != name or shopper.location is not place
+        ):
+            self.introduced.add(shopper.user_id, len(self._shoppers))
         shopper.fingerprint = fingerprint
         shopper.timestamp = at
         shopper.received = now

@@ -128,3 +128,22 @@ async def test_emails_in_pushed_log_lines_are_masked(aiohttp_client: Any) -> Non
     body = await resp.text()
     assert "checkout failed for [email] at 10:02" in body
     assert "sarah.j" not in body
+
+
+@pytest.mark.parametrize(
+    ("line", "masked"),
+    [
+        ("mail jane.doe+x@shop.example.com now", "mail [email] now"),
+        ("(bob@ex.org), first.last@sub.domain.co.uk;x@ex.io", "([email]), [email];[email]"),
+        ("no address: a@b, user@localhost", "no address: a@b, user@localhost"),
+        ("a" * 999 + "@", "a" * 999 + "@"),
+        ("a" * 490 + "@" + "b" * 490 + ".io", "[email]"),
+        ("a." * 400 + "@" + "b-" * 90, "a." * 400 + "@" + "b-" * 90),
+    ],
+)
+def test_email_masking_takes_whole_addresses_and_leaves_the_rest(line: str, masked: str) -> None:
+    """Every address is masked whole (from the start of its run of address characters); lines
+    with an `@` but no address, long ones included, come back unchanged."""
+    from exporter.ingest import redact_emails
+
+    assert redact_emails(line) == masked

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -147,10 +148,12 @@ async def test_the_index_follows_renames_and_forgets_erased_shoppers(client: Cli
 
 
 async def test_index_reads_only_what_changed(client: Client) -> None:
-    """After a sync, the index looks again only at shoppers updated since."""
+    """After its first build, the index never walks the store: it takes a line for each new,
+    renamed or moved shopper, and none for an update that changes none of those."""
     await push(client, crowd(300))
     finder: ShopperFinder = client.app[FINDER]
     finder.sync()
+    lines = len(finder)
     store = client.app[STORE]
     calls: list[int] = []
     newest = store.newest
@@ -162,13 +165,43 @@ async def test_index_reads_only_what_changed(client: Client) -> None:
 
     store.newest = counting  # type: ignore[method-assign]
     try:
+        same = shopper("shopper_00001", userName="Person 00001", company=CITIES[1], pageViews=9)
+        await push(client, same)
+        finder.sync()
+        assert len(finder) == lines  # same id, name and location: nothing to read
         await push(client, shopper("late", userName="Late Arrival"))
+        await push(client, shopper("shopper_00002", userName="Renamed", company=CITIES[2]))
         page = finder.page(ShopperQuery(q="late arrival"))
+        renamed = finder.page(ShopperQuery(q="renamed"))
+        old_name = finder.page(ShopperQuery(q="person 00002"))
     finally:
         del store.newest
     assert [s.user_id for s in page.shoppers] == ["late"]
-    assert calls
-    assert max(calls) <= 256  # one small read from the newest end, not all 301
+    assert [s.user_id for s in renamed.shoppers] == ["shopper_00002"]
+    assert old_name.total == 0  # its old line is still there, but no longer trusted
+    assert len(finder) == lines + 2
+    assert calls == []
+
+
+async def test_index_is_rebuilt_once_left_behind_lines_pile_up(
+    aiohttp_client: Callable[..., Awaitable[Client]],
+) -> None:
+    """Under churn at --max-shoppers, the lines of forgotten shoppers are dropped by a rebuild
+    before they outnumber half the tracked ones (plus a small slack), and searches stay right."""
+    client = await aiohttp_client(create_app(Settings(max_shoppers=100)))
+    finder: ShopperFinder = client.app[FINDER]
+    for start in range(0, 3000, 100):
+        body = [
+            shopper(f"churn_{i:05d}", userName=f"Churn {i:05d}", isActive=False)
+            for i in range(start, start + 100)
+        ]
+        await push(client, body)
+        finder.sync()
+        assert len(finder) <= 100 * 3 // 2 + 1024 + 100
+    assert (await listing(client, "q=churn_00"))["total"] == 0  # 0 to 999 were forgotten
+    reply = await listing(client, "q=churn_029&limit=1000")
+    assert reply["total"] == 100
+    assert {s["userId"] for s in reply["shoppers"]} == {f"churn_{i:05d}" for i in range(2900, 3000)}
 
 
 @pytest.mark.parametrize("online", ["", "&online=true", "&online=false"])
@@ -213,3 +246,43 @@ async def test_listing_follows_the_store_under_its_shopper_cap(
     newest = await listing(client, "limit=2")
     assert newest["shoppers"][0]["userId"] == "shopper_00012"
     assert newest["total"] == 50
+
+
+def test_the_store_feed_is_bounded_when_no_one_reads_it() -> None:
+    """Unread, the feed of new and renamed shoppers never holds more than SLACK plus a quarter
+    of the tracked shoppers: it is dropped, and the next take says so (read everything)."""
+    from exporter.introductions import SLACK, Introductions
+
+    feed = Introductions()
+    for _ in range(SLACK + 1000):
+        feed.add("s", tracked=4000)
+    assert feed.take() == ["s"] * (SLACK + 1000)
+    for _ in range(SLACK + 1001):
+        feed.add("s", tracked=4000)
+    assert feed.take() is None
+    assert feed.take() == []
+
+
+async def test_a_rebuild_lets_the_loop_go_on_and_misses_nothing() -> None:
+    """keep_up rebuilds the index a slice of shoppers at a time; a shopper that arrives between
+    two slices is found once the rebuild ends, as is every shopper read before it."""
+    from exporter.eventlog import EventLog, Hub
+    from exporter.finder import SLICE
+    from exporter.ingest import Ingestor
+    from exporter.store import ShopperStore
+
+    settings = Settings()
+    store = ShopperStore(settings)
+    ingestor = Ingestor(settings, store, EventLog(), Hub())
+    people = crowd(2 * SLICE + 10)
+    for start in range(0, len(people), 1000):
+        ingestor.ingest_bytes(orjson.dumps(people[start : start + 1000]), "http")
+    finder = ShopperFinder(store)
+    rebuild = asyncio.create_task(finder.keep_up())
+    await asyncio.sleep(0)  # the rebuild has read its first slice and yielded
+    assert not rebuild.done()
+    ingestor.ingest_bytes(orjson.dumps(shopper("newcomer", userName="Mid Rebuild")), "http")
+    await rebuild
+    found = finder.page(ShopperQuery(q="mid rebuild"))
+    assert [s.user_id for s in found.shoppers] == ["newcomer"]
+    assert finder.page(ShopperQuery(q="person ")).total == 2 * SLICE + 10
