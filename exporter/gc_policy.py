@@ -5,9 +5,9 @@ for seconds. So the state lives in the permanent generation (`gc.freeze()`), whi
 never scan: every `TEND_EVERY` seconds what is alive is collected once (only the objects made
 since the last turn are scanned) and frozen. The cost is that an object frozen while alive that
 later becomes cyclic garbage is never collected; that garbage is bounded by a full collection of
-everything, run only when the frozen objects outgrow those found alive by the last one by
-`GROWTH` (CPython's own rule for full collections) plus `SLACK`, and never while a snapshot
-writer shares the pages.
+everything, run only when the frozen objects outgrow those found alive by the last one (and what
+the shoppers added since bring) by `GROWTH` (CPython's own rule for full collections) plus
+`SLACK`, and never while a snapshot writer shares the pages.
 """
 
 from __future__ import annotations
@@ -27,6 +27,10 @@ TEND_EVERY: Final = 10.0
 GROWTH: Final = 0.25
 SLACK: Final = 200_000
 """Frozen objects allowed past the growth bound: cheap to scan, whatever the state's size."""
+PER_SHOPPER: Final = 4
+"""Frozen objects a new shopper may bring while the state is too small to measure its ratio."""
+MEASURED: Final = 1000
+"""Shoppers from which the frozen objects per shopper are measured rather than assumed."""
 PAUSE_BOUNDS: Final = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 SLOW_PAUSE: Final = 0.1
 """A collection pausing the service this long is logged."""
@@ -50,9 +54,11 @@ class GcPolicy:
     @property
     def bound(self) -> int:
         """Frozen objects past which the next turn collects them all: those alive at the last
-        full collection, in proportion to the state's growth since, plus a quarter."""
-        grown = self.clean * self.size() / self.clean_size if self.clean_size else 0.0
-        return int(max(self.clean, grown) * (1 + GROWTH)) + SLACK
+        full collection, plus what the shoppers added since bring (at the ratio then measured;
+        `PER_SHOPPER` before a state was measured), plus a quarter and `SLACK`."""
+        added = max(0, self.size() - self.clean_size)
+        per = self.clean / self.clean_size if self.clean_size >= MEASURED else PER_SHOPPER
+        return int((self.clean + added * per) * (1 + GROWTH)) + SLACK
 
     def start(self) -> None:
         """Time collections from now on; what is frozen now (startup, a restored state) is

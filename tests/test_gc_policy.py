@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from exporter.gc_policy import GROWTH, SLACK, GcPolicy
+from exporter.gc_policy import GROWTH, PER_SHOPPER, SLACK, GcPolicy
 
 from support import http_request, run_exporter, scraped, shopper, wait_until
 
@@ -86,7 +86,8 @@ def test_no_full_collection_while_a_writer_shares_the_pages(policy: GcPolicy) ->
 
 
 def test_the_bound_grows_with_the_state() -> None:
-    """Frozen objects may grow in proportion to the tracked shoppers before a full collection."""
+    """Frozen objects may grow with the tracked shoppers, at the ratio measured at the last full
+    collection (or PER_SHOPPER before one measured a state), before a full collection."""
     size = 1000
     policy = GcPolicy(lambda: size)
     policy.clean, policy.clean_size = 1_000_000, 1000
@@ -95,6 +96,9 @@ def test_the_bound_grows_with_the_state() -> None:
     assert policy.bound == int(2_000_000 * (1 + GROWTH)) + SLACK
     size = 10
     assert policy.bound == int(1_000_000 * (1 + GROWTH)) + SLACK
+    policy.clean, policy.clean_size = 50_000, 0  # an empty store at start
+    size = 200_000
+    assert policy.bound == int((50_000 + 200_000 * PER_SHOPPER) * (1 + GROWTH)) + SLACK
 
 
 def test_each_collection_is_counted_by_generation(policy: GcPolicy) -> None:
