@@ -30,6 +30,7 @@ from exporter.collector import ShopperCollector, build_registry
 from exporter.demo import DemoControl
 from exporter.eventlog import EventLog, Hub
 from exporter.finder import ShopperFinder
+from exporter.gc_policy import TEND_EVERY, GcPolicy
 from exporter.history import HistoryRing, run_sampler
 from exporter.ingest import Ingestor
 from exporter.keys import (
@@ -90,6 +91,18 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
             await task
 
 
+async def _garbage(app: web.Application) -> AsyncIterator[None]:
+    """Time every garbage collection, and keep the long-lived state frozen (exporter/gc_policy)."""
+    policy = app[STATUS].gc
+    policy.start()
+    task = asyncio.create_task(_every(TEND_EVERY, policy.tend, "garbage collection"))
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    policy.stop()
+
+
 async def _snapshots(app: web.Application) -> AsyncIterator[None]:
     """Snapshot the state every interval without stopping the service, and once more on the way
     out."""
@@ -97,7 +110,9 @@ async def _snapshots(app: web.Application) -> AsyncIterator[None]:
     if settings.state_file is None or status.snapshot is None:
         yield
         return
-    writer = SnapshotWriter(Path(settings.state_file), ingestor, status.snapshot)
+    policy = status.gc
+    writer = SnapshotWriter(Path(settings.state_file), ingestor, status.snapshot, policy.tend)
+    policy.writer_at_work = lambda: writer.running
     task = asyncio.create_task(writer.run(settings.snapshot_interval))
     yield
     task.cancel()
@@ -158,6 +173,7 @@ def create_app(settings: Settings) -> web.Application:
         ingestor = restored.ingestor
         status.snapshot = SnapshotStatus(taken_at=restored.taken_at)
     store, event_log = ingestor.store, ingestor.log
+    status.gc = GcPolicy(store.__len__)
     app[SETTINGS] = settings
     app[STORE] = store
     app[EVENT_LOG] = event_log
@@ -190,6 +206,7 @@ def create_app(settings: Settings) -> web.Application:
     setup_stream(app)
     setup_sources(app)
     app.router.add_get("/metrics", scrape_handler(app[REGISTRY]))
+    app.cleanup_ctx.append(_garbage)
     app.cleanup_ctx.append(_snapshots)
     app.cleanup_ctx.append(_background)
     app.on_shutdown.append(_close_streams)

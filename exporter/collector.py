@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Iterable, Iterator
 
@@ -106,6 +107,7 @@ class ShopperCollector(Collector):
         yield from self._ingest()
         yield from self._service()
         yield from self._snapshots()
+        yield from self._garbage()
         self.last_duration = time.perf_counter() - started
         yield _gauge(
             "shopper_exporter_scrape_duration_seconds",
@@ -347,6 +349,29 @@ class ShopperCollector(Collector):
         ):
             if value is not None:
                 yield _gauge(name, doc, value)
+
+    def _garbage(self) -> Iterator[Metric]:
+        policy = self.status.gc
+        pauses = HistogramMetricFamily(
+            "shopper_exporter_gc_pause_seconds",
+            "Time each garbage collection stopped the service, by generation (2: full).",
+            labels=["generation"],
+        )
+        for generation, hist in enumerate(policy.pauses):
+            pauses.add_metric(
+                [str(generation)], [(le, float(n)) for le, n in hist.buckets()], hist.total
+            )
+        yield pauses
+        yield _gauge(
+            "shopper_exporter_gc_frozen_objects",
+            "Objects in the permanent generation, which collections never scan.",
+            gc.get_freeze_count(),
+        )
+        yield _counter(
+            "shopper_exporter_gc_reclaims",
+            "Full collections of the frozen objects, run because they outgrew their bound.",
+            policy.reclaims,
+        )
 
 
 def build_registry(collector: ShopperCollector) -> CollectorRegistry:

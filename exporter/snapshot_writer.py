@@ -17,6 +17,7 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -61,9 +62,16 @@ class SnapshotWriter:
     """Takes snapshots of one ingestor's state to one path, one at a time, in forked children."""
 
     def __init__(
-        self, path: Path, ingestor: Ingestor, status: SnapshotStatus, pause: float | None = None
+        self,
+        path: Path,
+        ingestor: Ingestor,
+        status: SnapshotStatus,
+        after: Callable[[], object] = lambda: None,
+        pause: float | None = None,
     ) -> None:
         self.path = path
+        self.after = after
+        """Called once a writer is gone and its pages are ours alone (exporter/gc_policy)."""
         self.ingestor = ingestor
         self.status = status
         self.pause = float(os.environ.get(PAUSE_ENV) or 0) if pause is None else pause
@@ -103,13 +111,11 @@ class SnapshotWriter:
         parent = os.getpid()
         taken_at = time.time()
         started, cpu = time.perf_counter(), time.thread_time()
-        # Objects that exist now move to the permanent generation, so that a collection in the
-        # parent while the child lives does not write to (and so copy) every page of the state.
-        gc.freeze()
+        # The long-lived state is frozen (exporter/gc_policy), so a collection in the parent
+        # while the child lives scans, and so copies, only the pages of recent objects.
         try:
             pid = os.fork()
         except OSError as err:
-            gc.unfreeze()
             os.close(read_fd)
             os.close(write_fd)
             self._failed(f"cannot fork a writer: {err}")
@@ -234,9 +240,9 @@ class SnapshotWriter:
 
     def _end(self, child: _Child) -> None:
         self._child = None
-        gc.unfreeze()
         if not child.done.done():
             child.done.set_result(None)
+        self.after()
 
     def _succeeded(self, taken_at: float, duration: float, size: int, memory: Any) -> None:
         status = self.status

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from exporter.gc_policy import GcPolicy
+
 
 @dataclass(slots=True)
 class SourceStatus:
@@ -45,6 +47,7 @@ class ServiceStatus:
     forward_failures: int = 0
     snapshot: SnapshotStatus | None = None
     """Set when the state is kept in a file."""
+    gc: GcPolicy = field(default_factory=GcPolicy)
 
     def source(self, name: str) -> SourceStatus:
         """The status record of a source, created on first use."""
