@@ -218,8 +218,10 @@ def label_number(value: str, kind: str) -> float | None:
 def _compare(test: LabelCompare, labels: Labels) -> int:
     if test.kind == "ip":
         assert test.ip is not None
-        covered = test.ip.covers(labels.get(test.name, ""))
-        return _PASS if covered == (test.op == "=") else _FAIL
+        raw = labels.get(test.name)
+        if raw is None:
+            return _FAIL  # Loki drops a line without the label, whichever the operator
+        return _PASS if test.ip.covers(raw) == (test.op == "=") else _FAIL
     if test.kind == "string":
         value = labels.get(test.name, "")
         if test.op == "=":
