@@ -91,12 +91,11 @@ def samples(body: dict[str, Any]) -> list[tuple[dict[str, str], Any]]:
     key = "value" if data["resultType"] == "vector" else "values"
     out = []
     for series in data["result"]:
-        value = series[key]
+        raw = series[key]
         if key == "value":
-            value = value[1]
+            out.append((series["metric"], raw[1]))
         else:
-            value = [[int(t) - DATA["t0"], v] for t, v in value]
-        out.append((series["metric"], value))
+            out.append((series["metric"], [[int(t) - DATA["t0"], v] for t, v in raw]))
     return out
 
 
