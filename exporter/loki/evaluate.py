@@ -13,7 +13,7 @@ from itertools import compress
 from typing import Final
 
 from exporter.eventlog import EventLog, LoggedEvent
-from exporter.loki import metric_functions
+from exporter.loki import index_counts, metric_functions
 from exporter.loki.grammar import COMPARISONS, SET_OPS
 from exporter.loki.index import StreamIndex
 from exporter.loki.pacing import Pace
@@ -489,7 +489,31 @@ class MetricEvaluator:
             await self.pace.tick()
         return series
 
+    async def _indexed(self, agg: RangeAggregation) -> Vector | None:
+        """The index's answer for a count or rate over a bare selector; None when it has none."""
+        sources, index = self.sources, self.sources.index
+        if index is None or not index_counts.answers(agg, _might_pick_state(agg.query.selector)):
+            return None
+        while index.refresh(_REFRESH_SLICE):
+            await self.pace.tick()
+        labeller, selector, log = sources.labeller, agg.query.selector, sources.log
+
+        def window(start_ns: int, end_ns: int) -> tuple[int, int] | None:
+            first = next(log.between(start_ns, end_ns), None)
+            last = next(log.between(start_ns, end_ns, backward=True), None)
+            return None if first is None or last is None else (first.id, last.id)
+
+        keys, _picked, _total = index.share(lambda key: selector.matches(labeller.for_key(key)))
+        series, counted = await index_counts.counts_by_step(
+            agg, self.steps, keys, labeller, window, index.count, self.pace.tick
+        )
+        self.stats.lines += counted
+        return Vector(series)
+
     async def _range(self, agg: RangeAggregation) -> Vector:
+        indexed = await self._indexed(agg)
+        if indexed is not None:
+            return indexed
         seconds = agg.range_ns / 1e9
         out: dict[LabelsKey, StepValues] = {}
         samples = await self._samples(agg)

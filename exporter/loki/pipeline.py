@@ -9,7 +9,7 @@ from typing import Any, Final
 
 import orjson
 
-from exporter.loki import parsers
+from exporter.loki import json_probe, parsers
 from exporter.loki.lexer import parse_bytes, parse_duration
 from exporter.loki.regex import LogRegex
 from exporter.loki.stage_grammar import json_path
@@ -388,6 +388,34 @@ def _compile(stage: Stage) -> StageFn | None:
     raise AssertionError(f"unexpected stage {stage!r}")  # unwrap is split off before compiling
 
 
+def _fuses(stage: Stage, follower: Stage | None) -> bool:
+    """`| json | <filter on plain field names>`: run as one stage (see json_probe)."""
+    return (
+        isinstance(stage, Parser)
+        and stage.kind == "json"
+        and not stage.params
+        and isinstance(follower, LabelFilter)
+        and json_probe.fusable(follower.predicate)
+    )
+
+
+def _flatten_all(obj: dict[str, Any], labels: Labels) -> Labels:
+    out = dict(labels)
+    _flatten(obj, "", out, labels)
+    return out
+
+
+def _json_filter_stage(predicate: LabelPredicate) -> StageFn:
+    return json_probe.fused_stage(
+        predicate,
+        check_labels,
+        json_scalar,
+        _flatten_all,
+        _json_stage(()),
+        _label_filter_stage(predicate),
+    )
+
+
 class Pipeline:
     """The stages of a log query after its selector, ready to run on (time, line, labels).
 
@@ -403,7 +431,19 @@ class Pipeline:
             if test is not None:
                 lead.append(test)
         self.line_tests = tuple(lead)
-        self.stages = tuple(fn for fn in map(_compile, rest) if fn is not None)
+        compiled: list[StageFn] = []
+        while rest:
+            stage = rest.pop(0)
+            follower = rest[0] if rest else None
+            if _fuses(stage, follower):
+                assert isinstance(follower, LabelFilter)
+                rest.pop(0)
+                compiled.append(_json_filter_stage(follower.predicate))
+                continue
+            fn = _compile(stage)
+            if fn is not None:
+                compiled.append(fn)
+        self.stages = tuple(compiled)
 
     @property
     def only_line_tests(self) -> bool:
