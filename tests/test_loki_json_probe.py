@@ -6,6 +6,7 @@ import pytest
 
 from exporter.loki.logql import LogQuery, parse
 from exporter.loki.pipeline import Labels, Pipeline
+from exporter.loki.streams import STREAM_LABEL_NAMES, StreamLabeller
 
 STREAM: Labels = {"job": "shopper-events", "type": "cart_add", "membership": "Free"}
 LINES = [
@@ -20,7 +21,7 @@ LINES = [
     '{"\\u0063artValue": 500}',
     '{"items": 3}',
     '{"membership": "Premium", "items": 7}',
-    '[1, 2, 3]',
+    "[1, 2, 3]",
     "not json at all cartValue",
     '{"cartValue": 101, "type": "search"',
     '"cartValue"',
@@ -88,3 +89,37 @@ def test_filters_on_nested_names_are_not_fused() -> None:
     assert len(Pipeline(query.stages).stages) == 2
     line = LINES[0]
     assert Pipeline(query.stages).run(0, line, STREAM) == one_by_one(query, line)
+
+
+@pytest.mark.parametrize("condition", FILTERS)
+def test_raw_line_prefilter_drops_only_lines_the_stages_drop(condition: str) -> None:
+    """The scan's test on raw lines never drops a line that json then the filter would keep."""
+    query = parse('{job="shopper-events"} | json | ' + condition)
+    assert isinstance(query, LogQuery)
+    pipeline = Pipeline(query.stages)
+    test = pipeline.scan_test(STREAM_LABEL_NAMES)
+    if any(name in condition for name in STREAM_LABEL_NAMES):
+        assert test is None  # a stream label may decide: every line goes through the stages
+        return
+    for line in LINES:
+        if test is not None and not test(line):
+            assert one_by_one(query, line) is None, line
+
+
+def test_prefilter_drops_most_lines_of_a_selective_filter() -> None:
+    """On lines as the service writes them, a selective numeric filter is decided unparsed."""
+    query = parse('{job="shopper-events"} | json | cartValue > 100')
+    assert isinstance(query, LogQuery)
+    test = Pipeline(query.stages).scan_test(STREAM_LABEL_NAMES)
+    assert test is not None
+    lines = [f'{{"type":"cart_add","cartValue":{v},"message":"x"}}' for v in (5, 99.9, 100, 250)]
+    assert [test(line) for line in lines] == [False, False, False, True]
+
+
+def test_stream_label_names_cover_every_stream_label() -> None:
+    """Every label the labeller gives a stream is named in STREAM_LABEL_NAMES."""
+    labeller = StreamLabeller(10)
+    names = set(labeller.for_key(("cart_add", "Cart", "Free"))) | set(
+        labeller.for_state(True, "Free")
+    )
+    assert names <= STREAM_LABEL_NAMES

@@ -18,7 +18,7 @@ from exporter.loki.grammar import COMPARISONS, SET_OPS
 from exporter.loki.index import StreamIndex
 from exporter.loki.pacing import Pace
 from exporter.loki.pipeline import ERROR_LABEL, Labels, Pipeline, SampleExtractor
-from exporter.loki.streams import EventKey, StreamLabeller, state_line
+from exporter.loki.streams import STREAM_LABEL_NAMES, EventKey, StreamLabeller, state_line
 from exporter.loki.syntax import (
     BinaryOp,
     Grouping,
@@ -312,7 +312,7 @@ async def run_log_query(
         backward=backward,
         state_ns=state_ns,
         stats=stats,
-        keeps_line=pipeline.line_test,
+        keeps_line=pipeline.scan_test(STREAM_LABEL_NAMES),
     )
     # Nothing but line filters: lines were filtered while scanning, only group by stream.
     plain = pipeline.only_line_tests
@@ -450,7 +450,7 @@ class MetricEvaluator:
             backward=False,
             state_ns=steps[-1] - agg.offset_ns,
             stats=self.stats,
-            keeps_line=extractor.before.line_test,
+            keeps_line=extractor.before.scan_test(STREAM_LABEL_NAMES),
         )
         keys: dict[int, tuple[Labels, LabelsKey]] = {}
         plain = extractor.passes_all

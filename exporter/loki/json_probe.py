@@ -158,3 +158,36 @@ def fused_stage(
         return filter_stage(ts, line, flatten(obj, labels))
 
     return stage
+
+
+def prefilter(
+    predicate: LabelPredicate,
+    stream_names: frozenset[str],
+    check: Callable[[LabelPredicate, Labels], int],
+    scalar: Callable[[Any], str],
+) -> Callable[[str], bool] | None:
+    """A test on the raw line that drops only lines `| json | predicate` would drop, for the
+    scan to run before any label is worked out; None when the stream's labels could matter."""
+    read = tuple(sorted(names_read(predicate)))
+    if stream_names.intersection(read):
+        return None
+    if check(predicate, {"__error__": "JSONParserErr"}) != _FAIL:
+        return None  # a line that is not JSON would be kept: only parsing can tell
+    needles = tuple(f'"{name}"' for name in sorted(names_needed(predicate)))
+
+    def keep(line: str) -> bool:
+        for quoted in needles:
+            if quoted not in line and "\\u" not in line:
+                return False
+        if not line.startswith("{"):
+            return True
+        probe: Labels = {}
+        for name in read:
+            value = read_field(line, name, scalar)
+            if value is _UNSURE:
+                return True
+            if isinstance(value, str):
+                probe[name] = value
+        return check(predicate, probe) != _FAIL
+
+    return keep

@@ -431,6 +431,8 @@ class Pipeline:
             if test is not None:
                 lead.append(test)
         self.line_tests = tuple(lead)
+        self.json_filter: LabelPredicate | None = None
+        """The filter of a leading `| json | filter`, which a scan may try on raw lines."""
         compiled: list[StageFn] = []
         while rest:
             stage = rest.pop(0)
@@ -438,6 +440,8 @@ class Pipeline:
             if _fuses(stage, follower):
                 assert isinstance(follower, LabelFilter)
                 rest.pop(0)
+                if not compiled:
+                    self.json_filter = follower.predicate
                 compiled.append(_json_filter_stage(follower.predicate))
                 continue
             fn = _compile(stage)
@@ -459,6 +463,19 @@ class Pipeline:
         if len(tests) == 1:
             return tests[0]
         return lambda line: all(test(line) for test in tests)
+
+    def scan_test(self, stream_names: frozenset[str]) -> Callable[[str], bool] | None:
+        """`line_test`, and for a leading `| json | filter` a test of the filter on the raw
+        line (json_probe.prefilter) when no stream label (`stream_names`) can change its
+        verdict: lines it drops never reach the Python loop of a query."""
+        test = self.line_test
+        if self.json_filter is None:
+            return test
+        probe = json_probe.prefilter(self.json_filter, stream_names, check_labels, json_scalar)
+        if probe is None or test is None:
+            return probe or test
+        first = test
+        return lambda line: first(line) and probe(line)
 
     def run(self, ts: int, line: str, labels: Labels) -> tuple[str, Labels] | None:
         """The line and labels after every stage, or None when a stage drops it."""
