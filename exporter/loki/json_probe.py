@@ -173,6 +173,8 @@ def prefilter(
         return None
     if check(predicate, {"__error__": "JSONParserErr"}) != _FAIL:
         return None  # a line that is not JSON would be kept: only parsing can tell
+    if isinstance(predicate, LabelCompare) and predicate.kind == "number":
+        return _number_test(predicate)
     needles = tuple(f'"{name}"' for name in sorted(names_needed(predicate)))
 
     def keep(line: str) -> bool:
@@ -189,5 +191,45 @@ def prefilter(
             if isinstance(value, str):
                 probe[name] = value
         return check(predicate, probe) != _FAIL
+
+    return keep
+
+
+_NUMBER: Final = re.compile(r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?(?=[,}\s])")
+_OPS: Final[dict[str, Callable[[float, float], bool]]] = {
+    "==": float.__eq__,
+    "!=": float.__ne__,
+    ">": float.__gt__,
+    ">=": float.__ge__,
+    "<": float.__lt__,
+    "<=": float.__le__,
+}
+
+
+def _number_test(test: LabelCompare) -> Callable[[str], bool]:
+    """`name > 100` and the like on a raw line: the hot loop of a selective json query, so the
+    field's number is read and compared inline; anything but a plain top-level number, or a
+    line `read_field` would be unsure of, is kept for the stages to decide."""
+    key, quoted = f'"{test.name}":', f'"{test.name}"'
+    limit, compare = test.number, _OPS[test.op]
+    number_at = _NUMBER.match
+
+    def keep(line: str) -> bool:
+        at = line.find(key)
+        if at < 0:
+            # No such key: no label, and a missing label fails a numeric test.
+            return quoted in line or "\\u" in line
+        start = at + len(key)
+        if (
+            line.find(key, start) >= 0
+            or line.find("{", 1, at) >= 0
+            or line.find("[", 1, at) >= 0
+            or not line.startswith("{")
+        ):
+            return True
+        found = number_at(line, start)
+        if found is None:
+            return True
+        return compare(float(found.group()), limit)
 
     return keep
