@@ -33,7 +33,7 @@ def go_float(value: float) -> str:
     text = "".join(map(str, digits))
     exp = len(text) + exponent - 1
     prefix = "-" if sign else ""
-    if exp < -4 or exp >= max(21 if len(text) > exp else 0, 6 if len(text) <= 6 else len(text)):
+    if exp < -4 or exp >= 6:  # Go's %v: precision 6 decides when the digits are shortest
         mantissa = text[0] + ("." + text[1:] if len(text) > 1 else "")
         return f"{prefix}{mantissa}e{'-' if exp < 0 else '+'}{abs(exp):02d}"
     if exponent >= 0:
@@ -111,6 +111,14 @@ def _float(value: Any) -> float:
     return 0.0
 
 
+MAX_WIDTH: Final = 10_000
+"""Padding and repetition stop here: one template must not make a line of gigabytes."""
+
+
+def _width(value: Any) -> int:
+    return max(min(_int(value), MAX_WIDTH), 0)
+
+
 _GO_VERB: Final = re.compile(r"%([-+# 0]*)(\d+|\*)?(?:\.(\d+|\*)?)?([a-zA-Z%])")
 
 
@@ -131,6 +139,11 @@ def go_printf(fmt: str, *args: Any) -> str:
             continue
         arg = args[arg_i]
         arg_i += 1
+        if int(width if width and width.isdigit() else 0) > MAX_WIDTH or (
+            precision and precision.isdigit() and int(precision) > MAX_WIDTH
+        ):
+            out.append(f"%!{verb}(BADWIDTH)")
+            continue
         spec = flags.replace("#", "") + (width or "")
         if precision is not None and verb in "feEgGs":
             spec += "." + (precision or "0")
@@ -455,8 +468,8 @@ FUNCTIONS: Final[dict[str, Callable[..., Any]]] = {
     "unixEpochNanos": lambda t: int(_when(t).timestamp() * 1_000_000) * 1_000,
     "unixToTime": _unix_to_time,
     "toDateInZone": lambda layout, zone, s: _to_date(layout, s, _zone(zone)),
-    "alignLeft": lambda n, s: s[: _int(n)].ljust(_int(n)),
-    "alignRight": lambda n, s: s[-_int(n) :].rjust(_int(n)) if _int(n) > 0 else "",
+    "alignLeft": lambda n, s: s[: _width(n)].ljust(_width(n)),
+    "alignRight": lambda n, s: s[-_width(n) :].rjust(_width(n)) if _width(n) > 0 else "",
     # Sprig's
     "lower": str.lower,
     "upper": str.upper,
@@ -468,10 +481,10 @@ FUNCTIONS: Final[dict[str, Callable[..., Any]]] = {
     "contains": lambda sub, s: sub in s,
     "hasPrefix": lambda p, s: s.startswith(p),
     "hasSuffix": lambda p, s: s.endswith(p),
-    "indent": lambda n, s: "\n".join(" " * _int(n) + ln for ln in s.split("\n")),
-    "nindent": lambda n, s: "\n" + "\n".join(" " * _int(n) + ln for ln in s.split("\n")),
+    "indent": lambda n, s: "\n".join(" " * _width(n) + ln for ln in s.split("\n")),
+    "nindent": lambda n, s: "\n" + "\n".join(" " * _width(n) + ln for ln in s.split("\n")),
     "replace": lambda old, new, s: s.replace(old, new),
-    "repeat": lambda n, s: s * max(min(_int(n), 10_000 // max(len(s), 1)), 0),
+    "repeat": lambda n, s: s * max(min(_int(n), MAX_WIDTH // max(len(s), 1)), 0),
     "trim": str.strip,
     "trimAll": lambda cut, s: s.strip(cut),
     "trimPrefix": lambda p, s: s.removeprefix(p),
