@@ -1,12 +1,16 @@
-"""Latency of Loki log queries over a full 100k-event log (run by hand, not a test).
+"""Latency of Loki log queries over full 100k- and 1M-event logs (run by hand, not a test).
 
 The log is filled by the demo generator's shopper journeys through the real Ingestor, then
 Grafana-shaped `query_range` requests go through the HTTP stack in-process:
 
-    .venv/bin/python bench/loki_query.py [--events 100000] [--runs 200]
+    .venv/bin/python bench/loki_query.py [--events 100000,1000000] [--runs 50]
+        [--source DIR] [--rounds 2]
 
-Reports p50/p99 in milliseconds per query (target: selector + line filter, limit 1000,
-p50 ≤ 20 ms).
+Each (checkout, log size) runs in a process of its own; with `--source DIR` (another checkout,
+e.g. /work/main) the two checkouts take turns, round after round, so both see the same load.
+Reports p50/p99 in milliseconds per query. Targets: selector + line filter p50 ≤ 20 ms;
+json + label filter (limit 1000) p50 ≤ 100 ms; sum by type count_over_time over 60 steps
+p50 ≤ 30 ms.
 """
 
 from __future__ import annotations
@@ -16,7 +20,10 @@ import asyncio
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -98,26 +105,67 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=100_000)
-    parser.add_argument("--runs", type=int, default=200)
-    args = parser.parse_args()
-
-    app = create_app(Settings(event_log_size=args.events, retention=7_200.0))
+async def worker(events: int, runs: int) -> dict[str, Any]:
+    """Fill one log of `events` and time every query; the figures as a JSON-able dict."""
+    app = create_app(Settings(event_log_size=events, retention=7_200.0))
     tune_collector()  # as the service does once its app is built
+    out: dict[str, Any] = {"events": events, "queries": {}}
     async with TestClient(TestServer(app)) as client:
-        seconds = fill(app, args.events)
-        log = app[EVENT_LOG]
-        print(f"machine: {os.cpu_count()} CPUs, {cpu_model()}, Python {platform.python_version()}")
-        print(f"event log: {len(log)} events (filled in {seconds:.1f}s)")
-        print(f"{'query':42} {'p50 ms':>8} {'p99 ms':>8} {'returned':>9}")
+        out["fill_s"] = fill(app, events)
+        out["held"] = len(app[EVENT_LOG])
         for name, query in QUERIES.items():
-            await measure(client, query, 5)  # warm up
-            timings, returned = await measure(client, query, args.runs)
-            p50, p99 = statistics.median(timings), percentile(timings, 0.99)
-            print(f"{name:42} {p50:8.2f} {p99:8.2f} {returned:9d}")
+            await measure(client, query, 3)  # warm up
+            timings, returned = await measure(client, query, runs)
+            out["queries"][name] = {
+                "p50": statistics.median(timings),
+                "p99": percentile(timings, 0.99),
+                "returned": returned,
+            }
+    return out
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_in(source: Path, events: int, runs: int) -> dict[str, Any]:
+    """One worker process with `source` first on the import path."""
+    env = {**os.environ, "PYTHONPATH": str(source), "PYTHONHASHSEED": "0"}
+    command = [sys.executable, str(Path(__file__).resolve()), "--worker", str(events)]
+    done = subprocess.run(
+        [*command, "--runs", str(runs)], env=env, cwd=source, capture_output=True, check=True
+    )
+    return dict(orjson.loads(done.stdout.splitlines()[-1]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", default="100000,1000000")
+    parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--source", type=Path, help="another checkout, measured in turn")
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        print(orjson.dumps(asyncio.run(worker(args.worker, args.runs))).decode())
+        return
+    sizes = [int(size) for size in args.events.split(",")]
+    checkouts = [ROOT] + ([args.source.resolve()] if args.source else [])
+    print(f"machine: {os.cpu_count()} CPUs, {cpu_model()}, Python {platform.python_version()}")
+    header = f"{'round':>5} {'checkout':28} {'events':>9} {'query':42} {'p50 ms':>8} {'p99 ms':>8}"
+    print(header + f" {'returned':>9} {'load':>5}")
+    for round_no in range(1, args.rounds + 1):
+        for events in sizes:
+            for source in checkouts:
+                result = run_in(source, events, args.runs)
+                load = os.getloadavg()[0]
+                for name, figures in result["queries"].items():
+                    print(
+                        f"{round_no:5d} {str(source)[-28:]:28} {result['held']:9d} {name:42} "
+                        f"{figures['p50']:8.2f} {figures['p99']:8.2f} "
+                        f"{figures['returned']:9d} {load:5.1f}",
+                        flush=True,
+                    )
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()

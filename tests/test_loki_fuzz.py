@@ -26,6 +26,11 @@ TOKENS = [
     "bottomk", "stddev", "vector", "rate", "count_over_time", "bytes_over_time", "bytes_rate",
     "sum_over_time", "avg_over_time", "quantile_over_time", "0.9",
     '{job="shopper-events"}', '{job="shopper-state"}', "[1m]", "| json", "| drop __error__",
+    "|>", "!>", "pattern", "unpack", "decolorize", "--strict", "--keep-empty", "ip", '"10.0.0.0/8"',
+    '"<_> <a>"', '"<a><b>"', "group_left", "group_right", "label_replace", "sort", "sort_desc",
+    "approx_topk", "absent_over_time", "rate_counter", '"{{ if .a }}x{{ else }}y{{ end }}"',
+    '"{{ printf \\"%d %s\\" 1 .a }}"', '"{{ .a | upper | trunc -2 }}"', '"{{ div 1 0 }}"',
+    '"{{ regexReplaceAll \\"(\\" .a \\"x\\" }}"', '"{{ repeat 99999 .a }}"', "-5", "-1.5",
 ]  # fmt: skip
 
 token_soup = st.lists(st.sampled_from(TOKENS), max_size=25).map(" ".join)

@@ -100,6 +100,12 @@ async def test_index_keeps_up_with_new_events() -> None:
     [
         'sum by (type) (count_over_time({type=~"cart_add|search"}[30s]))',
         'sum(rate({membership="Premium"} |= "Austin" [1m]))',
+        # Bare selectors of the event stream: counted from the index alone, no line read.
+        'sum by (type) (count_over_time({job="shopper-events", type=~"cart_add|other"}[30s]))',
+        'count_over_time({job="shopper-events"}[45s] offset 20s)',
+        'rate({job="shopper-events", membership="Premium"}[1m])',
+        'count_over_time({job="shopper-events", type="other"}[1m])',
+        'count_over_time({job="shopper-events", type="nothing"}[1m])',
     ],
 )
 async def test_metric_queries_agree(query: str) -> None:

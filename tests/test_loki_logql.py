@@ -189,7 +189,7 @@ def test_formatting_stages() -> None:
     assert isinstance(expr, LogQuery)
     line, labels, drop, keep = expr.stages
     assert isinstance(line, LineFormat)
-    assert line.template.parts == ((True, "x"), (False, "-"), (True, "y"))
+    assert line.template.program.simple == ("", "x", "-", "y", "")
     assert isinstance(labels, LabelFormat)
     assert labels.items[0] == ("w", "x")
     assert isinstance(drop, DropLabels)
@@ -257,21 +257,23 @@ def test_go_escapes_in_strings() -> None:
         ('{job="x"} | a >', 16, "expecting a string, number, duration or size"),
         ('{job="x"} | a > "5"', 17, "needs a number"),
         ('{job="x"} | a =~ 5', 18, "expecting a quoted regex"),
-        ('{job="x"} | pattern "<a>"', 13, "not supported"),
-        ('{job="x"} |> "a"', 11, "not supported"),
+        ('{job="x"} | pattern "a"', 21, "at least one capture is required"),
+        ('{job="x"} | pattern "<a><b>"', 21, "found consecutive capture"),
         ('{job="x"} |~ "("', 14, "error parsing regexp: missing closing ): `(`"),
         ('{job="x"} |~ "a{5000}"', 14, "error parsing regexp: invalid repeat count: `{5000}`"),
         ('{job="x"} | regexp "(\\\\d+)"', 20, "at least one named capture must be supplied"),
-        ('{job="x"} | line_format "{{ if .a }}x{{ end }}"', 25, "unsupported template action"),
+        ('{job="x"} | line_format "{{ if .a }}x"', 25, "template: unexpected EOF"),
+        ('{job="x"} | line_format "{{ nope .a }}"', 25, 'function "nope" not defined'),
         ('{job="x"} | unwrap x', 11, "only allowed inside a range aggregation"),
         ('count_over_time({job="x"})', 26, "expecting a range"),
         ('count_over_time({job="x"}[5])', 27, "expecting a duration"),
         ('count_over_time({job="x"}[5m][1m])', 30, "range given twice"),
-        ('sum_over_time({job="x"}[1m])', 1, "needs an unwrapped label"),
-        ('rate({job="x"} | json | unwrap v [1m])', 1, "does not take an unwrapped label"),
+        ('sum_over_time({job="x"}[1m])', 1, "invalid aggregation sum_over_time without unwrap"),
+        ('count_over_time({job="x"} | unwrap v [1m])', 1, "count_over_time with unwrap"),
         ('sum by (a (rate({job="x"}[1m]))', 11, "expecting ')'"),
         ('sum(rate({job="x"}[1m])) by (a) by (b)', 33, "end of query"),
-        ('topk(rate({job="x"}[1m]))', 25, "expecting ','"),
+        ('topk(rate({job="x"}[1m]))', 6, "expecting a number"),
+        ('topk(2 rate({job="x"}[1m]))', 8, "expecting ','"),
         ('{job="x"} + 1', 1, "log query cannot be used in a metric expression"),
         ("foo(1)", 1, "unknown or unsupported function 'foo'"),
         ("vector(a)", 8, "expecting a number"),

@@ -8,10 +8,10 @@ from typing import Final
 
 from exporter.loki.evaluate import Sources, labels_key
 from exporter.loki.index import StreamIndex
-from exporter.loki.logql import StreamSelector
 from exporter.loki.pacing import Pace
 from exporter.loki.pipeline import Labels
 from exporter.loki.streams import EventKey
+from exporter.loki.syntax import StreamSelector
 from exporter.loki.vectors import LabelsKey
 
 _SLICE: Final = 1024

@@ -67,10 +67,16 @@ def instant_body(value: Vector | Scalar, ts_ns: int, stats: Stats) -> bytes:
     """`vector` (one sample per series) or `scalar` for an instant query."""
     if isinstance(value, Scalar):
         return _success("scalar", [seconds(ts_ns), format_value(value.values[0])], stats)
+    present = [
+        (key, v) for key, values in sorted(value.series.items()) if (v := values[0]) is not None
+    ]
+    if value.order:
+        # sort / sort_desc: by value (NaN last either way), labels breaking ties.
+        present.sort(
+            key=lambda pair: (math.isnan(pair[1]), pair[1] if value.order == "asc" else -pair[1])
+        )
     result = [
-        {"metric": _labels(key), "value": [seconds(ts_ns), format_value(values[0])]}
-        for key, values in sorted(value.series.items())
-        if values[0] is not None
+        {"metric": _labels(key), "value": [seconds(ts_ns), format_value(v)]} for key, v in present
     ]
     return _success("vector", result, stats)
 

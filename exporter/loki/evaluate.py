@@ -13,31 +13,35 @@ from itertools import compress
 from typing import Final
 
 from exporter.eventlog import EventLog, LoggedEvent
+from exporter.loki import index_counts, metric_functions
+from exporter.loki.grammar import COMPARISONS, SET_OPS
 from exporter.loki.index import StreamIndex
-from exporter.loki.logql import (
-    COMPARISONS,
-    SET_OPS,
+from exporter.loki.pacing import Pace
+from exporter.loki.pipeline import ERROR_LABEL, Labels, Pipeline, SampleExtractor
+from exporter.loki.streams import STREAM_LABEL_NAMES, EventKey, StreamLabeller, state_line
+from exporter.loki.syntax import (
     BinaryOp,
     Grouping,
+    LabelReplace,
     LogQuery,
     MetricExpr,
     NumberLiteral,
     RangeAggregation,
     StreamSelector,
+    Unwrap,
     VectorAggregation,
     VectorLiteral,
 )
-from exporter.loki.pacing import Pace
-from exporter.loki.pipeline import ERROR_LABEL, Labels, Pipeline, SampleExtractor
-from exporter.loki.streams import EventKey, StreamLabeller, state_line
 from exporter.loki.vectors import (
     REDUCERS,
     LabelsKey,
+    MatchingError,
     Scalar,
     StepValues,
     Value,
     Vector,
     arith,
+    grouped_op,
     set_op,
     vector_op,
     with_scalar,
@@ -308,7 +312,7 @@ async def run_log_query(
         backward=backward,
         state_ns=state_ns,
         stats=stats,
-        keeps_line=pipeline.line_test,
+        keeps_line=pipeline.scan_test(STREAM_LABEL_NAMES),
     )
     # Nothing but line filters: lines were filtered while scanning, only group by stream.
     plain = pipeline.only_line_tests
@@ -417,6 +421,14 @@ class MetricEvaluator:
             return await self._range(expr)
         if isinstance(expr, VectorAggregation):
             return await self._aggregate(expr)
+        if isinstance(expr, LabelReplace):
+            inner = await self.evaluate(expr.expr)
+            if isinstance(inner, Scalar):
+                raise QueryError("label_replace needs a vector, not a scalar")
+            try:
+                return metric_functions.replace_labels(inner, expr)
+            except ValueError as err:
+                raise QueryError(str(err)) from None
         return await self._binary(expr)
 
     # range aggregations
@@ -438,7 +450,7 @@ class MetricEvaluator:
             backward=False,
             state_ns=steps[-1] - agg.offset_ns,
             stats=self.stats,
-            keeps_line=extractor.before.line_test,
+            keeps_line=extractor.before.scan_test(STREAM_LABEL_NAMES),
         )
         keys: dict[int, tuple[Labels, LabelsKey]] = {}
         plain = extractor.passes_all
@@ -477,13 +489,49 @@ class MetricEvaluator:
             await self.pace.tick()
         return series
 
+    async def _indexed(self, agg: RangeAggregation) -> Vector | None:
+        """The index's answer for a count or rate over a bare selector; None when it has none."""
+        sources, index = self.sources, self.sources.index
+        if index is None or not index_counts.answers(agg, _might_pick_state(agg.query.selector)):
+            return None
+        while index.refresh(_REFRESH_SLICE):
+            await self.pace.tick()
+        labeller, selector, log = sources.labeller, agg.query.selector, sources.log
+
+        def window(start_ns: int, end_ns: int) -> tuple[int, int] | None:
+            first = next(log.between(start_ns, end_ns), None)
+            last = next(log.between(start_ns, end_ns, backward=True), None)
+            return None if first is None or last is None else (first.id, last.id)
+
+        keys, _picked, _total = index.share(lambda key: selector.matches(labeller.for_key(key)))
+        series, counted = await index_counts.counts_by_step(
+            agg, self.steps, keys, labeller, window, index.count, self.pace.tick
+        )
+        self.stats.lines += counted
+        return Vector(series)
+
     async def _range(self, agg: RangeAggregation) -> Vector:
+        indexed = await self._indexed(agg)
+        if indexed is not None:
+            return indexed
         seconds = agg.range_ns / 1e9
         out: dict[LabelsKey, StepValues] = {}
-        for key, (stamps, values) in (await self._samples(agg)).items():
+        samples = await self._samples(agg)
+        if agg.func == "absent_over_time":
+            stamps_by_series = [stamps for stamps, _values in samples.values()]
+            gaps = metric_functions.absent(
+                stamps_by_series, self.steps, agg.range_ns, agg.offset_ns
+            )
+            if all(v is None for v in gaps):
+                return Vector({})
+            return Vector({metric_functions.absent_labels(agg.query.selector): gaps})
+        func = agg.func
+        if func == "rate" and any(isinstance(s, Unwrap) for s in agg.query.stages):
+            func = "rate_unwrapped"
+        for key, (stamps, values) in samples.items():
             per_step: StepValues = []
             prefix = [0.0]
-            if agg.func in ("count_over_time", "rate", "bytes_over_time", "bytes_rate"):
+            if func in ("count_over_time", "rate", "bytes_over_time", "bytes_rate"):
                 for v in values:
                     prefix.append(prefix[-1] + v)
             for t in self.steps:
@@ -493,7 +541,15 @@ class MetricEvaluator:
                 if hi <= lo:
                     per_step.append(None)
                     continue
-                match agg.func:
+                match func:
+                    case "rate_unwrapped":
+                        per_step.append(metric_functions.rate_of_sum(values, lo, hi, agg.range_ns))
+                    case "rate_counter":
+                        per_step.append(
+                            metric_functions.counter_rate(
+                                stamps, values, lo, hi, end - agg.range_ns, end
+                            )
+                        )
                     case "count_over_time":
                         per_step.append(float(hi - lo))
                     case "rate":
@@ -513,9 +569,11 @@ class MetricEvaluator:
         inner = await self.evaluate(agg.expr)
         if isinstance(inner, Scalar):
             raise QueryError(f"{agg.op} needs a vector, not a scalar")
-        if agg.op in ("topk", "bottomk"):
+        if agg.op in ("topk", "bottomk", "approx_topk"):
             assert isinstance(agg.param, NumberLiteral)
             return await self._top(inner, agg)
+        if agg.op in ("sort", "sort_desc"):
+            return Vector(inner.series, "asc" if agg.op == "sort" else "desc")
         groups: dict[LabelsKey, list[StepValues]] = {}
         for key, values in inner.series.items():
             groups.setdefault(_group_key(key, agg.grouping), []).append(values)
@@ -536,7 +594,7 @@ class MetricEvaluator:
         k = int(agg.param.value)
         if k < 1:
             return Vector({})
-        pick = heapq.nlargest if agg.op == "topk" else heapq.nsmallest
+        pick = heapq.nsmallest if agg.op == "bottomk" else heapq.nlargest
         out: dict[LabelsKey, StepValues] = {key: [None] * len(self.steps) for key in inner.series}
         groups: dict[LabelsKey, list[LabelsKey]] = {}
         for key in inner.series:
@@ -578,6 +636,11 @@ class MetricEvaluator:
             )
         assert isinstance(left, Vector)
         assert isinstance(right, Vector)
+        if expr.matching is not None and expr.matching.card != "one-to-one":
+            try:
+                return await grouped_op(left, right, apply, expr.matching, self.pace)
+            except MatchingError as err:
+                raise QueryError(str(err)) from None
         return await vector_op(left, right, apply, expr.matching, self.pace)
 
 

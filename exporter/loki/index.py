@@ -74,6 +74,14 @@ class StreamIndex:
                 out[key] = held
         return out
 
+    def count(self, key: EventKey, first_id: int, last_id: int) -> int:
+        """Held events of one stream key with ids in [first_id, last_id]."""
+        bucket = self._ids.get(key)
+        if bucket is None:
+            return 0
+        first_id = max(first_id, self.log.first_id)
+        return max(bisect_right(bucket, last_id) - bisect_left(bucket, first_id), 0)
+
     def ids(
         self, keys: list[EventKey], first_id: int, last_id: int, *, backward: bool
     ) -> list[int]:

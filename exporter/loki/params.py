@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Final
 
-from exporter.loki.logql import parse_duration
+from exporter.loki.lexer import parse_duration
 
 DEFAULT_LIMIT: Final = 100
 MAX_LIMIT: Final = 5_000

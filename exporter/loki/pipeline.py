@@ -5,13 +5,16 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any, Final
 
 import orjson
 
-from exporter.loki import logql
-from exporter.loki.logql import (
+from exporter.loki import json_probe, parsers
+from exporter.loki.lexer import parse_bytes, parse_duration
+from exporter.loki.regex import LogRegex
+from exporter.loki.stage_grammar import json_path
+from exporter.loki.syntax import (
+    Decolorize,
     DropLabels,
     KeepLabels,
     LabelAnd,
@@ -26,7 +29,7 @@ from exporter.loki.logql import (
     Template,
     Unwrap,
 )
-from exporter.loki.regex import LogRegex
+from exporter.loki.templates import TemplateError, render_program
 
 Labels = dict[str, str]
 """Label name → value. Stream labels are shared between lines: stages copy before changing."""
@@ -37,6 +40,7 @@ JSON_ERROR: Final = "JSONParserErr"
 LOGFMT_ERROR: Final = "LogfmtParserErr"
 LABEL_FILTER_ERROR: Final = "LabelFilterErr"
 SAMPLE_ERROR: Final = "SampleExtractionErr"
+TEMPLATE_ERROR: Final = "TemplateFormatErr"
 _UNSAFE_KEY: Final = re.compile(r"[^A-Za-z0-9_]")
 _FAIL, _PASS, _ERROR = 0, 1, 2
 _SANITIZED: dict[str, str] = {}
@@ -116,7 +120,7 @@ def _with_error(labels: Labels, error: str) -> Labels:
 
 
 def _json_stage(params: tuple[tuple[str, str], ...]) -> StageFn:
-    paths = [(sanitize_key(name), logql.json_path(path)) for name, path in params]
+    paths = [(sanitize_key(name), json_path(path)) for name, path in params]
 
     def stage(ts: int, line: str, labels: Labels) -> tuple[str, Labels]:
         try:
@@ -139,61 +143,11 @@ def _json_stage(params: tuple[tuple[str, str], ...]) -> StageFn:
 
 
 def parse_logfmt(line: str) -> dict[str, str] | None:
-    """`key=value key="quoted value" flag` pairs; None when a quote never closes."""
-    pairs: dict[str, str] = {}
-    i, n = 0, len(line)
-    while i < n:
-        while i < n and line[i] in " \t":
-            i += 1
-        start = i
-        while i < n and line[i] not in " \t=":
-            i += 1
-        key = line[start:i]
-        value = ""
-        if i < n and line[i] == "=":
-            i += 1
-            if i < n and line[i] == '"':
-                i += 1
-                chars: list[str] = []
-                while i < n and line[i] != '"':
-                    if line[i] == "\\" and i + 1 < n:
-                        i += 1
-                        chars.append({"n": "\n", "t": "\t", "r": "\r"}.get(line[i], line[i]))
-                    else:
-                        chars.append(line[i])
-                    i += 1
-                if i >= n:
-                    return None
-                i += 1
-                value = "".join(chars)
-            else:
-                start = i
-                while i < n and line[i] not in " \t":
-                    i += 1
-                value = line[start:i]
-        if key:
-            pairs[key] = value
-    return pairs
-
-
-def _logfmt_stage(params: tuple[tuple[str, str], ...]) -> StageFn:
-    wanted = [(sanitize_key(name), path) for name, path in params]
-
-    def stage(ts: int, line: str, labels: Labels) -> tuple[str, Labels]:
-        pairs = parse_logfmt(line)
-        if pairs is None:
-            return line, _with_error(labels, LOGFMT_ERROR)
-        out = dict(labels)
-        if wanted:
-            for name, key in wanted:
-                if key in pairs:
-                    _add_parsed(out, labels, name, pairs[key])
-        else:
-            for key, value in pairs.items():
-                _add_parsed(out, labels, sanitize_key(key), value)
-        return line, out
-
-    return stage
+    """`key=value key="quoted value" flag` pairs (a flag as ""); None when the line is malformed."""
+    pairs, fault = parsers.scan_logfmt(line)
+    if fault:
+        return None
+    return {key: value or "" for key, value in pairs}
 
 
 def _regexp_stage(regex: LogRegex) -> StageFn:
@@ -214,6 +168,18 @@ def _regexp_stage(regex: LogRegex) -> StageFn:
 def line_predicate(stage: LineFilter) -> Callable[[str], bool] | None:
     """A test on the line alone; None when it keeps every line (`|= ""`)."""
     values, regexes = stage.values, stage.regexes
+    if stage.ips:
+        ips = stage.ips
+
+        def found(line: str) -> bool:
+            return any(ip.in_line(line) for ip in ips)
+
+        return found if stage.op == "|=" else (lambda line: not found(line))
+    if stage.patterns:
+        patterns = stage.patterns
+        if stage.op == "|>":
+            return lambda line: any(p.test(line) for p in patterns)
+        return lambda line: not any(p.test(line) for p in patterns)
     match stage.op:
         case "|=":
             if "" in values:
@@ -238,11 +204,11 @@ def line_predicate(stage: LineFilter) -> Callable[[str], bool] | None:
 def label_number(value: str, kind: str) -> float | None:
     """A label value as a number, a duration in seconds, or a byte size; None if it is not."""
     if kind == "duration":
-        ns = logql.parse_duration(value)
+        ns = parse_duration(value)
         if ns is not None:
             return ns / 1e9
     elif kind == "bytes":
-        return logql.parse_bytes(value)
+        return parse_bytes(value)
     try:
         return float(value)
     except ValueError:
@@ -250,6 +216,12 @@ def label_number(value: str, kind: str) -> float | None:
 
 
 def _compare(test: LabelCompare, labels: Labels) -> int:
+    if test.kind == "ip":
+        assert test.ip is not None
+        raw = labels.get(test.name)
+        if raw is None:
+            return _FAIL  # Loki drops a line without the label, whichever the operator
+        return _PASS if test.ip.covers(raw) == (test.op == "=") else _FAIL
     if test.kind == "string":
         value = labels.get(test.name, "")
         if test.op == "=":
@@ -309,23 +281,22 @@ def _label_filter_stage(predicate: LabelPredicate) -> StageFn:
 
 
 def render(template: Template, line: str, labels: Labels, ts: int) -> str:
-    """Fill a template's actions from the labels (missing labels render empty)."""
-    out: list[str] = []
-    for is_action, text in template.parts:
-        if not is_action:
-            out.append(text)
-        elif text == "__line__":
-            out.append(line)
-        elif text == "__timestamp__":
-            out.append(datetime.fromtimestamp(ts / 1e9, UTC).isoformat())
-        else:
-            out.append(labels.get(text, ""))
-    return "".join(out)
+    """Fill a template from the labels, the line and its time; raises TemplateError."""
+    return render_program(template.program, line, labels, ts)
+
+
+def _template_failed(labels: Labels, err: TemplateError) -> Labels:
+    out = _with_error(labels, TEMPLATE_ERROR)
+    out[parsers.ERROR_DETAILS] = str(err)
+    return out
 
 
 def _line_format_stage(template: Template) -> StageFn:
     def stage(ts: int, line: str, labels: Labels) -> tuple[str, Labels]:
-        return render(template, line, labels, ts), labels
+        try:
+            return render(template, line, labels, ts), labels
+        except TemplateError as err:
+            return line, _template_failed(labels, err)
 
     return stage
 
@@ -335,7 +306,10 @@ def _label_format_stage(items: tuple[tuple[str, str | Template], ...]) -> StageF
         out = dict(labels)
         for name, source in items:
             if isinstance(source, Template):
-                out[name] = render(source, line, labels, ts)
+                try:
+                    out[name] = render(source, line, labels, ts)
+                except TemplateError as err:
+                    return line, _template_failed(labels, err)
             else:
                 out[name] = labels.get(source, "")
                 if source != name:
@@ -388,7 +362,15 @@ def _compile(stage: Stage) -> StageFn | None:
         if stage.kind == "json":
             return _json_stage(stage.params)
         if stage.kind == "logfmt":
-            return _logfmt_stage(stage.params)
+            wanted = [(sanitize_key(name), path) for name, path in stage.params]
+            return parsers.logfmt_stage(
+                wanted, _add_parsed, sanitize_key, strict=stage.strict, keep_empty=stage.keep_empty
+            )
+        if stage.kind == "pattern":
+            assert stage.pattern is not None
+            return parsers.pattern_stage(stage.pattern, _add_parsed, sanitize_key)
+        if stage.kind == "unpack":
+            return parsers.unpack_stage(_add_parsed, sanitize_key)
         assert stage.regex is not None
         return _regexp_stage(stage.regex)
     if isinstance(stage, LabelFilter):
@@ -401,7 +383,37 @@ def _compile(stage: Stage) -> StageFn | None:
         return _drop_stage(stage)
     if isinstance(stage, KeepLabels):
         return _keep_stage(stage)
+    if isinstance(stage, Decolorize):
+        return parsers.decolorize_stage
     raise AssertionError(f"unexpected stage {stage!r}")  # unwrap is split off before compiling
+
+
+def _fuses(stage: Stage, follower: Stage | None) -> bool:
+    """`| json | <filter on plain field names>`: run as one stage (see json_probe)."""
+    return (
+        isinstance(stage, Parser)
+        and stage.kind == "json"
+        and not stage.params
+        and isinstance(follower, LabelFilter)
+        and json_probe.fusable(follower.predicate)
+    )
+
+
+def _flatten_all(obj: dict[str, Any], labels: Labels) -> Labels:
+    out = dict(labels)
+    _flatten(obj, "", out, labels)
+    return out
+
+
+def _json_filter_stage(predicate: LabelPredicate) -> StageFn:
+    return json_probe.fused_stage(
+        predicate,
+        check_labels,
+        json_scalar,
+        _flatten_all,
+        _json_stage(()),
+        _label_filter_stage(predicate),
+    )
 
 
 class Pipeline:
@@ -419,7 +431,23 @@ class Pipeline:
             if test is not None:
                 lead.append(test)
         self.line_tests = tuple(lead)
-        self.stages = tuple(fn for fn in map(_compile, rest) if fn is not None)
+        self.json_filter: LabelPredicate | None = None
+        """The filter of a leading `| json | filter`, which a scan may try on raw lines."""
+        compiled: list[StageFn] = []
+        while rest:
+            stage = rest.pop(0)
+            follower = rest[0] if rest else None
+            if _fuses(stage, follower):
+                assert isinstance(follower, LabelFilter)
+                rest.pop(0)
+                if not compiled:
+                    self.json_filter = follower.predicate
+                compiled.append(_json_filter_stage(follower.predicate))
+                continue
+            fn = _compile(stage)
+            if fn is not None:
+                compiled.append(fn)
+        self.stages = tuple(compiled)
 
     @property
     def only_line_tests(self) -> bool:
@@ -435,6 +463,19 @@ class Pipeline:
         if len(tests) == 1:
             return tests[0]
         return lambda line: all(test(line) for test in tests)
+
+    def scan_test(self, stream_names: frozenset[str]) -> Callable[[str], bool] | None:
+        """`line_test`, and for a leading `| json | filter` a test of the filter on the raw
+        line (json_probe.prefilter) when no stream label (`stream_names`) can change its
+        verdict: lines it drops never reach the Python loop of a query."""
+        test = self.line_test
+        if self.json_filter is None:
+            return test
+        probe = json_probe.prefilter(self.json_filter, stream_names, check_labels, json_scalar)
+        if probe is None or test is None:
+            return probe or test
+        first = test
+        return lambda line: first(line) and probe(line)
 
     def run(self, ts: int, line: str, labels: Labels) -> tuple[str, Labels] | None:
         """The line and labels after every stage, or None when a stage drops it."""
@@ -480,7 +521,7 @@ class SampleExtractor:
         raw = labels.get(name, "")
         number: float | None
         if conversion == "bytes":
-            number = logql.parse_bytes(raw)
+            number = parse_bytes(raw)
         elif conversion in ("duration", "duration_seconds"):
             number = label_number(raw, "duration")
         else:

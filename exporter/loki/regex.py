@@ -152,6 +152,29 @@ class LogRegex:
             for span in spans
         ]
 
+    def replace_all(self, text: str, replacement: Callable[[list[str | None]], str]) -> str:
+        """Every non-overlapping match replaced by what `replacement` makes of its groups."""
+        data = text.encode("utf-8", "surrogatepass")
+        out: list[bytes] = []
+        pos = done = 0
+        while pos <= len(data):
+            spans = self._re.Match(_UNANCHORED, data, pos, len(data))
+            start, end = spans[0]
+            if (start, end) == _NO_MATCH:
+                break
+            groups = [
+                None if s == _NO_MATCH else data[s[0] : s[1]].decode("utf-8", "surrogatepass")
+                for s in spans
+            ]
+            out.append(data[done:start])
+            out.append(replacement(groups).encode("utf-8", "surrogatepass"))
+            done = end
+            pos = end if end > start else end + 1
+            while 0 < pos < len(data) and data[pos] & 0xC0 == 0x80:
+                pos += 1  # never restart inside a UTF-8 sequence
+        out.append(data[done:])
+        return b"".join(out).decode("utf-8", "surrogatepass")
+
     def named(self, text: str) -> dict[str, str] | None:
         """What each named group captured in the first match (groups that took part), or None."""
         found = self.groups(text)

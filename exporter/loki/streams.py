@@ -16,6 +16,8 @@ EVENTS_JOB: Final = "shopper-events"
 STATE_JOB: Final = "shopper-state"
 EVENT_LABEL_NAMES: Final = ("activity", "job", "membership", "type")
 STATE_LABEL_NAMES: Final = ("job", "membership", "status")
+STREAM_LABEL_NAMES: Final = frozenset(EVENT_LABEL_NAMES + STATE_LABEL_NAMES)
+"""Every name a stream label may have (a query's scan relies on it: keep it complete)."""
 
 EventKey = tuple[str, Any, Any]
 """What an event's stream labels depend on: its type, activity and membership."""

@@ -8,8 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from exporter.loki.logql import VectorMatching
 from exporter.loki.pacing import Pace
+from exporter.loki.syntax import VectorMatching
 
 LabelsKey = tuple[tuple[str, str], ...]
 StepValues = list[float | None]
@@ -28,6 +28,12 @@ class Vector:
     """Series by label set, each with a value (or None) per step."""
 
     series: dict[LabelsKey, StepValues]
+    order: str = ""
+    """"asc"/"desc" after sort/sort_desc: an instant result lists series by value."""
+
+
+class MatchingError(ValueError):
+    """Two vectors that cannot be matched as asked (Loki answers 400)."""
 
 
 Value = Scalar | Vector
@@ -147,6 +153,58 @@ async def vector_op(
                 out[result_key] = [
                     a if a is not None else b for a, b in zip(existing, per_step, strict=True)
                 ]
+        await pace.tick()
+    return Vector(out)
+
+
+async def grouped_op(
+    left: Vector,
+    right: Vector,
+    apply: Callable[[float, float], float | None],
+    matching: VectorMatching,
+    pace: Pace,
+) -> Vector:
+    """`group_left` / `group_right`: each series of the "many" side meets the one series of the
+    other side with its signature; it keeps its labels, plus the `include` labels of its match."""
+    many_is_left = matching.card == "many-to-one"
+    many, one = (left, right) if many_is_left else (right, left)
+    partners: dict[LabelsKey, list[tuple[LabelsKey, StepValues]]] = {}
+    for key, values in one.series.items():
+        partners.setdefault(_signature(key, matching), []).append((key, values))
+    steps = len(next(iter(many.series.values()), []))
+    out: dict[LabelsKey, StepValues] = {}
+    for key, values in many.series.items():
+        found = partners.get(_signature(key, matching))
+        if not found:
+            continue
+        for i, v in enumerate(values):
+            if v is None:
+                continue
+            present = [(k, x) for k, p in found if (x := p[i]) is not None]
+            if not present:
+                continue
+            if len(present) > 1:
+                raise MatchingError(
+                    "multiple matches for labels: grouping labels must ensure unique matches"
+                )
+            one_key, other = present[0]
+            result = apply(v, other) if many_is_left else apply(other, v)
+            if result is None:
+                continue
+            labels = dict(key)
+            one_labels = dict(one_key)
+            for name in matching.include:
+                if name in one_labels:
+                    labels[name] = one_labels[name]
+                else:
+                    labels.pop(name, None)
+            result_key = tuple(sorted(labels.items()))
+            slot = out.setdefault(result_key, [None] * steps)
+            if slot[i] is not None:
+                raise MatchingError(
+                    "multiple matches for labels: many-to-one matching must be explicit"
+                )
+            slot[i] = result
         await pace.tick()
     return Vector(out)
 
