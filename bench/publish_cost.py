@@ -45,7 +45,7 @@ def ingest(messages_file: str, count: int, subscribers: int) -> None:
         messages: list[str] = pickle.load(f)[:count]
     settings = Settings()
     hub = Hub(max(4096, settings.stream_backlog))  # as the service makes it
-    ingestor = Ingestor(settings, ShopperStore(settings), EventLog(settings.event_log_size), hub)
+    ingestor = Ingestor(settings, ShopperStore(settings), bounded_event_log(settings), hub)
     readers = [hub.subscribe(settings.stream_backlog) for _ in range(subscribers)]
     tune_collector()
     for message in messages:

@@ -149,7 +149,7 @@ def create_app(settings: Settings) -> web.Application:
     status = ServiceStatus()
 
     def fresh() -> Ingestor:
-        return Ingestor(settings, ShopperStore(settings), EventLog(settings.event_log_size), hub)
+        return Ingestor(settings, ShopperStore(settings), bounded_event_log(settings), hub)
 
     if settings.state_file is None:
         ingestor = fresh()
@@ -194,3 +194,12 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_background)
     app.on_shutdown.append(_close_streams)
     return app
+
+
+def bounded_event_log(settings: Settings) -> EventLog:
+    """An empty event log with the bounds the settings give."""
+    return EventLog(
+        settings.event_log_size or None,
+        retention_ns=int(settings.event_log_retention * 1e9),
+        max_bytes=settings.event_log_max_bytes,
+    )

@@ -43,7 +43,7 @@ class StreamIndex:
         self._indexed = max(self._indexed, log.first_id - 1)
         first = log.first_id
         # Trimming is O(streams); doing it once per half ring keeps it amortized.
-        if first - self._trimmed_below > log.capacity // 2:
+        if first - self._trimmed_below > max(len(log), 4096) // 2:
             for key in list(ids):
                 bucket = ids[key]
                 cut = bisect_left(bucket, first)
