@@ -35,8 +35,9 @@ _COLLECTED = re.compile(r"Collected : (\d+)")
 
 def ingest(messages_file: str, count: int, subscribers: int) -> None:
     """The measured process: ingest the first `count` messages with `subscribers` idle readers."""
+    from exporter.app import bounded_event_log
     from exporter.cli import tune_collector
-    from exporter.eventlog import EventLog, Hub
+    from exporter.eventlog import Hub
     from exporter.ingest import Ingestor
     from exporter.settings import Settings
     from exporter.store import ShopperStore

@@ -45,6 +45,7 @@ from exporter.keys import (
     STORE,
     STREAMS,
 )
+from exporter.loki.drilldown import setup_drilldown
 from exporter.loki.routes import setup_loki
 from exporter.settings import Settings
 from exporter.snapshot_writer import SnapshotWriter
@@ -187,6 +188,7 @@ def create_app(settings: Settings) -> web.Application:
     setup_openapi(app)
     setup_alerts(app)
     setup_loki(app)
+    setup_drilldown(app)
     setup_stream(app)
     setup_sources(app)
     app.router.add_get("/metrics", scrape_handler(app[REGISTRY]))

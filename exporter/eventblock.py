@@ -107,8 +107,10 @@ class Block:
             self._shape_ix,
             self._string_ix,
         )
-        assert kind_ix is not None and user_ix is not None
-        assert shape_ix is not None and string_ix is not None
+        assert kind_ix is not None, "a sealed block takes no more events"
+        assert user_ix is not None
+        assert shape_ix is not None
+        assert string_ix is not None
         added = _ROW_BYTES
         kind = kind_ix.get(event.type)
         if kind is None:
@@ -185,7 +187,9 @@ class Block:
         shape = self.shape_table[self.shapes[position]]
         values = orjson.loads(self.blob[self.offsets[position] : self.offsets[position + 1]])
         strings = self.string_table
-        props = {key: strings[v] if is_str else v for (key, is_str), v in zip(shape, values)}
+        props = {
+            key: strings[v] if is_str else v for (key, is_str), v in zip(shape, values, strict=True)
+        }
         user_id, user_name = self.user_table[self.users[position]]
         kind = self.kind_table[self.kinds[position]]
         return ShoppingEvent(kind, user_id, user_name, self.at[position], props)

@@ -1,4 +1,4 @@
-"""The event log (shopping events bounded by age, memory and count) and the hub that fans frames out."""
+"""The event log (shopping events bounded by age, memory and count) and the hub of live frames."""
 
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from exporter import snapshot
 from exporter.app import bounded_event_log
-from exporter.eventlog import Hub
+from exporter.eventlog import EventLog, Hub
 from exporter.ingest import Ingestor
 from exporter.settings import Settings
 from exporter.store import ShopperStore

@@ -3,8 +3,6 @@ service carries on, survive kill -9 mid-write and failing disks, and read older 
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import asyncio
 import logging
 import os
@@ -18,6 +16,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 

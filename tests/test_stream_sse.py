@@ -341,7 +341,6 @@ class TestLazyFrames:
         it finally takes is rendered once, however often it is read."""
         ingestor, _ = self.make()
         stalled = ingestor.hub.subscribe(max_backlog=5)
-        log = ingestor.log
         views = 0
 
         def counting_view(glimpsed: tuple[Any, ...]) -> dict[str, Any]:

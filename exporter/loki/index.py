@@ -74,6 +74,13 @@ class StreamIndex:
                 out[key] = held
         return out
 
+    def newest(self, key: EventKey, count: int) -> list[int]:
+        """Ids of this stream's newest `count` held events, oldest first."""
+        bucket = self._ids.get(key)
+        if bucket is None:
+            return []
+        return [i for i in bucket[-count:] if i >= self.log.first_id]
+
     def ids(
         self, keys: list[EventKey], first_id: int, last_id: int, *, backward: bool
     ) -> list[int]:
