@@ -79,7 +79,7 @@ class EventLog:
         *,
         retention_ns: int | None = None,
         max_bytes: int | None = None,
-        block_size: int = 4096,
+        block_size: int = 16_384,
         clock: Callable[[], int] = time.time_ns,
     ) -> None:
         if capacity is not None and capacity < 1:

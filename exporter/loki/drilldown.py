@@ -14,14 +14,15 @@ from multidict import MultiMapping
 
 from exporter import __version__
 from exporter.keys import EVENT_LOG, SETTINGS
-from exporter.loki.evaluate import Stats, range_steps, run_log_query
+from exporter.loki.evaluate import range_steps
 from exporter.loki.logql import LogQuery, StreamSelector, parse
 from exporter.loki.pacing import query_pace
 from exporter.loki.params import ParamError, parse_step, time_range
 from exporter.loki.patterns import pattern_samples
 from exporter.loki.routes import PREFIX, QUERY_REFUSALS, _params, refusal, sources
+from exporter.loki.sample import newest_lines
 from exporter.loki.streams import EVENT_LABEL_NAMES, STATE_LABEL_NAMES, event_level
-from exporter.loki.volumes import Volume, stream_volumes
+from exporter.loki.volumes import LINE_SIZES, LineSizes, Volume, stream_volumes
 
 LOKI_VERSION: Final = "3.4.0"
 """The Loki release whose HTTP API this one answers as (Grafana reads features from it)."""
@@ -111,7 +112,9 @@ async def handle_volume(request: web.Request) -> web.Response:
         targets, by_labels = _grouping(params, selector)
         limit = _count(params, "limit", DEFAULT_VOLUME_LIMIT, 100_000)
         with query_pace(request) as pace:
-            volumes = await stream_volumes(sources(request.app), selector, [(start, end)], pace)
+            volumes = await stream_volumes(
+                sources(request.app), selector, [(start, end)], pace, sizes=request.app[LINE_SIZES]
+            )
     except QUERY_REFUSALS as err:
         return refusal(err)
     totals = _aggregate(volumes[0], targets, by_labels)
@@ -135,7 +138,9 @@ async def handle_volume_range(request: web.Request) -> web.Response:
         # A point at t holds what was logged in (t - step, t], as Prometheus ranges do.
         spans = [(t - step + 1, t + 1) for t in steps]
         with query_pace(request) as pace:
-            volumes = await stream_volumes(sources(request.app), selector, spans, pace)
+            volumes = await stream_volumes(
+                sources(request.app), selector, spans, pace, sizes=request.app[LINE_SIZES]
+            )
     except QUERY_REFUSALS as err:
         return refusal(err)
     series: dict[tuple[tuple[str, str], ...], list[list[Any]]] = defaultdict(list)
@@ -156,9 +161,7 @@ async def handle_detected_labels(request: web.Request) -> web.Response:
         selector = _selector(params, required=False)
         start, end = time_range(params)
         with query_pace(request) as pace:
-            volumes = await stream_volumes(
-                sources(request.app), selector, [(start, end)], pace, sized=False
-            )
+            volumes = await stream_volumes(sources(request.app), selector, [(start, end)], pace)
     except QUERY_REFUSALS as err:
         return refusal(err)
     values: dict[str, set[str]] = defaultdict(set)
@@ -175,17 +178,7 @@ async def _lines(request: web.Request, params: MultiMapping[str]) -> list[str]:
     start, end = time_range(params)
     limit = _count(params, "line_limit", DEFAULT_LINE_LIMIT, MAX_LINES)
     with query_pace(request) as pace:
-        streams = await run_log_query(
-            sources(request.app),
-            query,
-            start,
-            end,
-            limit=limit,
-            backward=True,
-            stats=Stats(),
-            pace=pace,
-        )
-    return [line for _labels, entries in streams.streams.values() for _ts, line in entries]
+        return await newest_lines(sources(request.app), query, start, end, limit, pace)
 
 
 def _field_type(value: Any) -> str:
@@ -357,6 +350,7 @@ async def handle_buildinfo(request: web.Request) -> web.Response:
 def setup_drilldown(app: web.Application) -> None:
     """The Logs Drilldown routes, beside the Loki API (setup_loki must run first)."""
     assert EVENT_LOG in app
+    app[LINE_SIZES] = LineSizes()
     router = app.router
     for path, handler in (
         ("/index/volume", handle_volume),

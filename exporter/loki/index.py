@@ -74,6 +74,10 @@ class StreamIndex:
                 out[key] = held
         return out
 
+    def bucket(self, key: EventKey) -> array[int]:
+        """The ids indexed under this stream key, ascending (some may have left the log)."""
+        return self._ids.get(key) or array("q")
+
     def newest(self, key: EventKey, count: int) -> list[int]:
         """Ids of this stream's newest `count` held events, oldest first."""
         bucket = self._ids.get(key)

@@ -6,6 +6,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from aiohttp import web
+
 from exporter.loki.evaluate import Sources, labels_key
 from exporter.loki.logql import StreamSelector
 from exporter.loki.pacing import Pace
@@ -16,6 +18,13 @@ from exporter.loki.vectors import LabelsKey
 _SLICE: Final = 1024
 SAMPLE: Final = 16
 """Newest lines of a stream whose mean size stands for the size of all its lines."""
+
+
+class LineSizes(dict[EventKey, int]):
+    """Mean line size per stream key, sampled once (a stream's lines keep one template)."""
+
+
+LINE_SIZES = web.AppKey("loki_line_sizes", LineSizes)
 
 
 @dataclass(slots=True)
@@ -33,9 +42,10 @@ async def stream_volumes(
     spans: Sequence[tuple[int, int]],
     pace: Pace,
     *,
-    sized: bool = True,
+    sizes: LineSizes | None = None,
 ) -> list[list[Volume]]:
-    """Per span [start, end), the streams the selector picks (all when None) with entries.
+    """Per span [start, end), the streams the selector picks (all when None) with entries
+    and, given `sizes` (a cache kept across calls), bytes.
 
     Entries are counted from the stream index, so the cost is per stream and span, not per
     event. Bytes are estimated: entries times the mean size of the stream's newest lines
@@ -52,11 +62,13 @@ async def stream_volumes(
         return selector is None or selector.matches(labels)
 
     keys, _, _ = index.share(lambda key: picked(labeller.for_key(key)))
-    line_size: dict[EventKey, int] = {}
-    if sized:
-        for key in keys:
+    sized = sizes is not None
+    line_size = sizes if sizes is not None else LineSizes()
+    for key in keys if sized else ():
+        if key not in line_size:
             lines = [len(e.line.encode()) for e in log.held(index.newest(key, SAMPLE))]
-            line_size[key] = round(sum(lines) / len(lines)) if lines else 0
+            if lines:
+                line_size[key] = round(sum(lines) / len(lines))
     wanted = set(keys)
     out: list[list[Volume]] = []
     for start, end in spans:
