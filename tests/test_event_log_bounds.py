@@ -14,6 +14,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from exporter import snapshot
+from exporter.api.live import FrameFilter, LiveFeed
 from exporter.app import bounded_event_log, create_app
 from exporter.eventlog import EventLog, Hub
 from exporter.events import ShoppingEvent
@@ -239,3 +240,17 @@ def test_a_restart_from_a_snapshot_of_a_large_log_keeps_it(tmp_path: Path) -> No
     assert original is not None
     assert newest == original
     assert orjson.loads(newest.line) == orjson.loads(original.line)
+
+
+def test_a_resuming_reader_gets_at_most_its_backlog_of_the_hour() -> None:
+    """The log holds an hour; a reader resuming from far back replays the newest events its
+    backlog holds, not the whole log (its shopper table still comes from the states)."""
+    log = EventLog(None)
+    rng = random.Random(9)
+    for i in range(500):
+        log.append(demo_event(rng, i), ts_ns=T0 + i)
+    feed = LiveFeed(Hub(), log, FrameFilter(), last_event_id=10, max_backlog=50)
+    replayed = [frame.id for frame in feed.take()]
+    assert replayed == list(range(451, 501))
+    near = LiveFeed(Hub(), log, FrameFilter(), last_event_id=480, max_backlog=50)
+    assert [frame.id for frame in near.take()] == list(range(481, 501))
