@@ -181,56 +181,57 @@ async def _lines(request: web.Request, params: MultiMapping[str]) -> list[str]:
         return await newest_lines(sources(request.app), query, start, end, limit, pace)
 
 
-def _field_type(value: Any) -> str:
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "int"
-    if isinstance(value, float):
-        return "float"
-    return "string"
+_TYPES: Final = {bool: "boolean", int: "int", float: "float"}
 
 
 def _flatten(
-    body: Mapping[str, Any], path: tuple[str, ...] = ()
-) -> Iterable[tuple[tuple[str, ...], Any]]:
-    """(JSON path, value) of every leaf, as Loki's `json` parser reaches them."""
+    body: Mapping[str, Any], path: tuple[str, ...], out: dict[tuple[str, ...], list[Any]]
+) -> None:
+    """Add the nested object's leaves to `out` by JSON path, as Loki's `json` parser reaches
+    them (arrays are not fields)."""
     for key, value in body.items():
-        if isinstance(value, dict):
-            yield from _flatten(value, (*path, key))
-        elif not isinstance(value, list):
-            yield (*path, key), value
+        if type(value) is dict:
+            _flatten(value, (*path, key), out)
+        elif type(value) is not list:
+            out.setdefault((*path, key), []).append(value)
 
 
 class _Field:
-    __slots__ = ("path", "types", "values")
+    __slots__ = ("path", "type", "values")
 
-    def __init__(self, path: tuple[str, ...]) -> None:
+    def __init__(self, path: tuple[str, ...], values: list[Any]) -> None:
         self.path = path
-        self.types: set[str] = set()
-        self.values: set[str] = set()
+        types = {_TYPES.get(type(v), "string") for v in values if v is not None}
+        self.type = types.pop() if len(types) == 1 else "string"
+        self.values = {v if type(v) is str else orjson.dumps(v).decode() for v in set(values)}
 
 
 def _fields(lines: Iterable[str], stream_labels: frozenset[str]) -> dict[str, _Field]:
     """Fields of JSON lines by the name the `json` parser gives them (nested keys joined by
     `_`; a name a stream label already has gets `_extracted`), with their types and values."""
-    found: dict[str, _Field] = {}
+    leaves: dict[tuple[str, ...], list[Any]] = {}
     for line in lines:
         try:
             body = orjson.loads(line)
         except orjson.JSONDecodeError:
             continue
-        if not isinstance(body, dict):
+        if type(body) is not dict:
             continue
-        for path, value in _flatten(body):
-            name = "_".join(path)
-            if name in stream_labels:
-                name += "_extracted"
-            field = found.get(name)
-            if field is None:
-                field = found[name] = _Field(path)
-            field.types.add(_field_type(value))
-            field.values.add(value if isinstance(value, str) else orjson.dumps(value).decode())
+        for key, value in body.items():
+            # Most values are flat: the common case without the recursion.
+            if type(value) is dict:
+                _flatten(value, (key,), leaves)
+            elif type(value) is not list:
+                bucket = leaves.get((key,))
+                if bucket is None:
+                    bucket = leaves[(key,)] = []
+                bucket.append(value)
+    found: dict[str, _Field] = {}
+    for path, values in leaves.items():
+        name = "_".join(path)
+        if name in stream_labels:
+            name += "_extracted"
+        found[name] = _Field(path, values)
     return found
 
 
@@ -248,7 +249,7 @@ async def handle_detected_fields(request: web.Request) -> web.Response:
     fields = [
         {
             "label": name,
-            "type": field.types.pop() if len(field.types) == 1 else "string",
+            "type": field.type,
             "cardinality": len(field.values),
             "parsers": ["json"],
             "jsonPath": list(field.path),
