@@ -3,8 +3,8 @@
 An event as Python objects (a tuple, a props dict, floats, boxed ints) costs most of a kilobyte;
 the hour of events the log keeps would not fit. A block keeps each event as fixed-width columns
 (log time, event time, and small indices into the block's own tables of types, shoppers and
-props shapes) plus its props values packed as one JSON array in a shared blob, strings replaced
-by indices into the block's string table. Reading an event rebuilds it; writing never changes
+props shapes, the keys of its details) plus the details' values packed as one JSON array in a
+shared blob. Reading an event rebuilds it; writing never changes
 what was written (erasure rewrites a table entry, not the events).
 """
 
@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import sys
 from array import array
-from typing import Any
 
 import orjson
 
 from exporter.events import ShoppingEvent
 
-Shape = tuple[tuple[str, bool], ...]
-"""The props keys of an event, in order, each with whether its value is a table string."""
+Shape = tuple[str, ...]
+"""The props keys of an event, in order."""
 
 _ROW_BYTES = 8 + 8 + 2 + 2 + 2 + 4
 """Column bytes of one event: log time, event time, type, shopper, shape, blob offset."""
@@ -27,11 +26,15 @@ _BLOCK_BYTES = 1024
 """What a block costs before its first event: its object, arrays, tables and blob headers."""
 _TABLE_SLOT = 8
 _LIMIT = 65_535
-"""Distinct types, shoppers, shapes or strings a block holds (the columns are 16-bit)."""
+"""Distinct types, shoppers or shapes a block holds (the columns are 16-bit)."""
 
 
 def _str_bytes(value: str) -> int:
     return sys.getsizeof(value) + _TABLE_SLOT
+
+
+def _shape_bytes(shape: Shape) -> int:
+    return sys.getsizeof(shape) + _TABLE_SLOT + sum(map(_str_bytes, shape))
 
 
 class Block:
@@ -40,7 +43,6 @@ class Block:
     __slots__ = (
         "_kind_ix",
         "_shape_ix",
-        "_string_ix",
         "_user_ix",
         "at",
         "base",
@@ -51,7 +53,6 @@ class Block:
         "offsets",
         "shape_table",
         "shapes",
-        "string_table",
         "ts",
         "user_table",
         "users",
@@ -69,11 +70,9 @@ class Block:
         self.kind_table: list[str] = []
         self.user_table: list[tuple[str, str]] = []
         self.shape_table: list[Shape] = []
-        self.string_table: list[str] = []
         self._kind_ix: dict[str, int] | None = {}
         self._user_ix: dict[tuple[str, str], int] | None = {}
         self._shape_ix: dict[Shape, int] | None = {}
-        self._string_ix: dict[str, int] | None = {}
         self.nbytes = _BLOCK_BYTES
         """This block's estimated share of the process's memory (see `estimate`)."""
 
@@ -96,21 +95,14 @@ class Block:
             and len(self.kind_table) < _LIMIT
             and len(self.user_table) < _LIMIT
             and len(self.shape_table) < _LIMIT
-            and len(self.string_table) + len(event.props) < _LIMIT
         )
 
     def add(self, ts_ns: int, event: ShoppingEvent) -> int:
         """Append an event (the block must be open and `fits` it); the bytes it added."""
-        kind_ix, user_ix, shape_ix, string_ix = (
-            self._kind_ix,
-            self._user_ix,
-            self._shape_ix,
-            self._string_ix,
-        )
+        kind_ix, user_ix, shape_ix = self._kind_ix, self._user_ix, self._shape_ix
         assert kind_ix is not None, "a sealed block takes no more events"
         assert user_ix is not None
         assert shape_ix is not None
-        assert string_ix is not None
         added = _ROW_BYTES
         kind = kind_ix.get(event.type)
         if kind is None:
@@ -125,28 +117,15 @@ class Block:
             # The strings are usually the store's own (shared); counted anyway, to stay an
             # upper bound when the store has forgotten the shopper.
             added += 64 + _str_bytes(event.user_id) + _str_bytes(event.user_name)
-        values: list[Any] = []
-        keys: list[tuple[str, bool]] = []
-        strings = self.string_table
-        for key, value in event.props.items():
-            if type(value) is str:
-                found = string_ix.get(value)
-                if found is None:
-                    found = string_ix[value] = len(strings)
-                    strings.append(value)
-                    added += _str_bytes(value)
-                values.append(found)
-                keys.append((key, True))
-            else:
-                values.append(value)
-                keys.append((key, False))
-        shape_key = tuple(keys)
+        props = event.props
+        shape_key = tuple(props)
         shape = shape_ix.get(shape_key)
         if shape is None:
             shape = shape_ix[shape_key] = len(self.shape_table)
             self.shape_table.append(shape_key)
-            added += sys.getsizeof(shape_key) + sum(64 + _str_bytes(k) for k, _ in shape_key)
-        packed = orjson.dumps(values)
+            added += _shape_bytes(shape_key)
+        # The values in one C call; the keys are the shape's.
+        packed = orjson.dumps(list(props.values()))
         blob = self.blob
         assert isinstance(blob, bytearray)
         blob += packed
@@ -164,7 +143,7 @@ class Block:
         """Close the block to appends and drop what only appends needed; the bytes freed."""
         if self._kind_ix is None:
             return 0
-        self._kind_ix = self._user_ix = self._shape_ix = self._string_ix = None
+        self._kind_ix = self._user_ix = self._shape_ix = None
         self.blob = bytes(self.blob)  # exact size, no room left for growth
         before = self.nbytes
         self.nbytes = self.estimate()
@@ -176,20 +155,14 @@ class Block:
         size += len(self.ts) * _ROW_BYTES
         size += sum(map(_str_bytes, self.kind_table))
         size += sum(64 + _str_bytes(a) + _str_bytes(b) for a, b in self.user_table)
-        size += sum(map(_str_bytes, self.string_table))
-        size += sum(
-            sys.getsizeof(s) + sum(64 + _str_bytes(k) for k, _ in s) for s in self.shape_table
-        )
+        size += sum(map(_shape_bytes, self.shape_table))
         return size
 
     def event(self, position: int) -> ShoppingEvent:
         """The event at this position (0 = `base`), rebuilt from the columns."""
         shape = self.shape_table[self.shapes[position]]
         values = orjson.loads(self.blob[self.offsets[position] : self.offsets[position + 1]])
-        strings = self.string_table
-        props = {
-            key: strings[v] if is_str else v for (key, is_str), v in zip(shape, values, strict=True)
-        }
+        props = dict(zip(shape, values, strict=True))
         user_id, user_name = self.user_table[self.users[position]]
         kind = self.kind_table[self.kinds[position]]
         return ShoppingEvent(kind, user_id, user_name, self.at[position], props)
