@@ -35,8 +35,9 @@ _COLLECTED = re.compile(r"Collected : (\d+)")
 
 def ingest(messages_file: str, count: int, subscribers: int) -> None:
     """The measured process: ingest the first `count` messages with `subscribers` idle readers."""
+    from exporter.app import bounded_event_log
     from exporter.cli import tune_collector
-    from exporter.eventlog import EventLog, Hub
+    from exporter.eventlog import Hub
     from exporter.ingest import Ingestor
     from exporter.settings import Settings
     from exporter.store import ShopperStore
@@ -45,7 +46,7 @@ def ingest(messages_file: str, count: int, subscribers: int) -> None:
         messages: list[str] = pickle.load(f)[:count]
     settings = Settings()
     hub = Hub(max(4096, settings.stream_backlog))  # as the service makes it
-    ingestor = Ingestor(settings, ShopperStore(settings), EventLog(settings.event_log_size), hub)
+    ingestor = Ingestor(settings, ShopperStore(settings), bounded_event_log(settings), hub)
     readers = [hub.subscribe(settings.stream_backlog) for _ in range(subscribers)]
     tune_collector()
     for message in messages:

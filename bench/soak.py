@@ -433,9 +433,15 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=5000.0, help="updates per second")
     parser.add_argument("--shoppers", type=int, default=20_000)
     parser.add_argument("--warmup", type=float, default=2.0, help="minutes before RSS counts")
+    parser.add_argument(
+        "--event-log-max-bytes",
+        default="16MiB",
+        help="the exporter's event-log bound; the log grows until it holds this much (or an "
+        "hour), so it must fill during the warm-up for RSS to be flat after it",
+    )
     args = parser.parse_args()
     print(f"Machine: {machine()}; load average {load_average()}", flush=True)
-    with exporter_service() as exporter:
+    with exporter_service("--event-log-max-bytes", args.event_log_max_bytes) as exporter:
         soak = Soak(exporter, args)
         final = asyncio.run(soak.run())
     text = report(soak, final, args)

@@ -46,6 +46,7 @@ from exporter.keys import (
     STORE,
     STREAMS,
 )
+from exporter.loki.drilldown import setup_drilldown
 from exporter.loki.routes import setup_loki
 from exporter.settings import Settings
 from exporter.snapshot_writer import SnapshotWriter
@@ -164,7 +165,7 @@ def create_app(settings: Settings) -> web.Application:
     status = ServiceStatus()
 
     def fresh() -> Ingestor:
-        return Ingestor(settings, ShopperStore(settings), EventLog(settings.event_log_size), hub)
+        return Ingestor(settings, ShopperStore(settings), bounded_event_log(settings), hub)
 
     if settings.state_file is None:
         ingestor = fresh()
@@ -203,6 +204,7 @@ def create_app(settings: Settings) -> web.Application:
     setup_openapi(app)
     setup_alerts(app)
     setup_loki(app)
+    setup_drilldown(app)
     setup_stream(app)
     setup_sources(app)
     app.router.add_get("/metrics", scrape_handler(app[REGISTRY]))
@@ -211,3 +213,12 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_background)
     app.on_shutdown.append(_close_streams)
     return app
+
+
+def bounded_event_log(settings: Settings) -> EventLog:
+    """An empty event log with the bounds the settings give."""
+    return EventLog(
+        settings.event_log_size or None,
+        retention_ns=int(settings.event_log_retention * 1e9),
+        max_bytes=settings.event_log_max_bytes,
+    )

@@ -29,6 +29,8 @@ from exporter.settings import (
     MIN_DEMO_SPEED,
     Settings,
     SettingsError,
+    parse_bytes,
+    parse_duration,
 )
 from exporter.sharding import Shard, parse_shard
 
@@ -222,12 +224,33 @@ def _service_parser() -> _Parser:
         help="Comma-separated lastAction phrases that mean an order was placed",
     )
     p.option(
+        "--event-log-retention",
+        dest="event_log_retention",
+        convert=parse_duration,
+        type=parse_duration,
+        default=3600.0,
+        shown="1h",
+        help="How long events stay in the log for streams, resume and the Loki API "
+        "(90s, 30m, 1h, or seconds)",
+    )
+    p.option(
+        "--event-log-max-bytes",
+        dest="event_log_max_bytes",
+        convert=parse_bytes,
+        type=parse_bytes,
+        default=256 * 2**20,
+        shown="256MiB",
+        help="Memory the event log may take by its own estimate before its oldest events "
+        "leave (bytes, or with KiB/MiB/GiB)",
+    )
+    p.option(
         "--event-log-size",
         dest="event_log_size",
         convert=int,
         type=int,
-        default=10_000,
-        help="Events kept for streams, resume and the Loki API",
+        default=0,
+        shown="0 (no bound)",
+        help="Events the log holds at most, a third bound beside age and memory",
     )
     p.option(
         "--max-streams",
@@ -391,6 +414,8 @@ def settings_from_args(argv: Sequence[str]) -> Settings:
             max_shoppers=args.max_shoppers,
             max_clock_skew=args.max_clock_skew,
             order_phrases=tuple(args.order_phrases),
+            event_log_retention=args.event_log_retention,
+            event_log_max_bytes=args.event_log_max_bytes,
             event_log_size=args.event_log_size,
             stream_backlog=args.stream_backlog,
             max_streams=args.max_streams,

@@ -295,9 +295,22 @@ class ShopperCollector(Collector):
             labels=["label"],
         )
         yield _labelled(overflow, ((name, cap.overflow) for name, cap in self.store.labels.items()))
+        self.log.expire()
         yield _gauge(
             "shopper_exporter_event_log_entries", "Events held in the event log.", len(self.log)
         )
+        yield _gauge(
+            "shopper_exporter_event_log_bytes",
+            "The event log's own estimate of the memory its held events take.",
+            self.log.nbytes,
+        )
+        evicted = CounterMetricFamily(
+            "shopper_exporter_event_log_evicted_events",
+            "Events that left the event log, by the bound that made them leave "
+            "(age, bytes, count).",
+            labels=["reason"],
+        )
+        yield _labelled(evicted, self.log.evicted.items())
         yield _counter(
             "shopper_exporter_loki_forwarded_events",
             "Events shipped to the configured Loki.",

@@ -1,16 +1,18 @@
-"""The event log (a bounded ring buffer of shopping events) and the hub that fans frames out."""
+"""The event log (shopping events bounded by age, memory and count) and the hub of live frames."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import time
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 
 import orjson
 
+from exporter.eventblock import Block
 from exporter.events import ShoppingEvent
 
 ERASED = "(erased)"
@@ -38,6 +40,15 @@ class LoggedEvent:
             self._line = render_line(self.event)
         return self._line
 
+    def __eq__(self, other: object) -> bool:
+        # The log rebuilds events when read: two reads of one event are equal, not identical.
+        if not isinstance(other, LoggedEvent):
+            return NotImplemented
+        return (self.id, self.ts_ns, self.event) == (other.id, other.ts_ns, other.event)
+
+    def __hash__(self) -> int:
+        return hash((self.id, self.ts_ns))
+
 
 def render_line(event: ShoppingEvent) -> str:
     """The JSON line for an event: time, type, shopper, bounded details and a human message."""
@@ -53,20 +64,47 @@ def render_line(event: ShoppingEvent) -> str:
 
 
 class EventLog:
-    """The last `capacity` shopping events, addressable by id and searchable by time in O(log n)."""
+    """Shopping events addressable by id and searchable by time in O(log n), bounded three ways.
 
-    def __init__(self, capacity: int = 10_000) -> None:
-        if capacity < 1:
+    Events leave oldest first when any bound is reached: older than `retention_ns`, more than
+    `capacity` of them, or more than `max_bytes` by the log's own estimate of its memory. Held
+    events are stored compactly (exporter.eventblock) and rebuilt when read; memory returns a
+    block at a time, so the byte bound frees whole blocks (a block is sealed early once it
+    holds an eighth of `max_bytes`, so one never holds much of it).
+    """
+
+    def __init__(
+        self,
+        capacity: int | None = 10_000,
+        *,
+        retention_ns: int | None = None,
+        max_bytes: int | None = None,
+        block_size: int = 16_384,
+        clock: Callable[[], int] = time.time_ns,
+    ) -> None:
+        if capacity is not None and capacity < 1:
             raise ValueError("capacity must be at least 1")
+        if retention_ns is not None and retention_ns <= 0:
+            raise ValueError("retention must be above 0")
+        if max_bytes is not None and max_bytes < 1:
+            raise ValueError("max_bytes must be at least 1")
         self.capacity = capacity
-        self._ring: list[LoggedEvent | None] = [None] * capacity
+        self.retention_ns = retention_ns
+        self.max_bytes = max_bytes
+        self.block_size = block_size
+        self.clock = clock
+        self._blocks: list[Block] = []
+        self._bases: list[int] = []
         self._next_id = 1
         self._last_ns = 0
-        self._floor = 1
-        """Lowest id ever held since start (above 1 after a restore from a snapshot)."""
+        self._first = 1
+        """Lowest id held (last_id + 1 when empty)."""
+        self._bytes = 0
+        self.evicted = {"age": 0, "bytes": 0, "count": 0}
+        """Events that left the log, by the bound that made them leave."""
 
     def __len__(self) -> int:
-        return min(self._next_id - 1, self.capacity)
+        return self._next_id - self._first
 
     @property
     def last_id(self) -> int:
@@ -76,50 +114,110 @@ class EventLog:
     @property
     def first_id(self) -> int:
         """Id of the oldest event still held (last_id + 1 when empty)."""
-        return max(self._floor, self._next_id - self.capacity)
+        return self._first
+
+    @property
+    def nbytes(self) -> int:
+        """The log's estimate of the memory its held events take."""
+        return self._bytes
 
     def append(self, event: ShoppingEvent, ts_ns: int | None = None) -> LoggedEvent:
         """Log an event; the log time is now unless given, and never goes backwards."""
-        now = time.time_ns() if ts_ns is None else ts_ns
+        now = self.clock() if ts_ns is None else ts_ns
         self._last_ns = max(now, self._last_ns + 1)
         logged = LoggedEvent(self._next_id, self._last_ns, event)
-        self._ring[self._next_id % self.capacity] = logged
+        self._store(logged.id, logged.ts_ns, event)
         self._next_id += 1
+        self._enforce(now)
         return logged
 
+    def _store(self, event_id: int, ts_ns: int, event: ShoppingEvent) -> None:
+        blocks = self._blocks
+        block = blocks[-1] if blocks else None
+        if block is None or block.sealed or not block.fits(event):
+            if block is not None:
+                self._bytes -= block.seal()
+            block = Block(event_id)
+            blocks.append(block)
+            self._bases.append(event_id)
+            self._bytes += block.nbytes
+        self._bytes += block.add(ts_ns, event)
+        if len(block) >= self.block_size or (
+            self.max_bytes is not None and block.nbytes * 8 >= self.max_bytes
+        ):
+            self._bytes -= block.seal()
+
+    def expire(self, now_ns: int | None = None) -> int:
+        """Let go of events past the retention (as of now); how many left."""
+        return self._enforce(self.clock() if now_ns is None else now_ns)
+
+    def _enforce(self, now_ns: int) -> int:
+        before = self._first
+        if self.capacity is not None and len(self) > self.capacity:
+            self._drop_below(self._next_id - self.capacity, "count")
+        if self.retention_ns is not None and len(self) > 0:
+            oldest_kept = now_ns - self.retention_ns
+            if self._ts(self._first) < oldest_kept:
+                self._drop_below(self._first_id_at_or_after(oldest_kept), "age")
+        if self.max_bytes is not None:
+            while self._bytes > self.max_bytes and len(self._blocks) > 1:
+                self._drop_below(self._blocks[1].base, "bytes")
+        return self._first - before
+
+    def _drop_below(self, event_id: int, why: str) -> None:
+        """Forget every event with an id below `event_id`; whole blocks free their memory."""
+        event_id = min(event_id, self._next_id)
+        if event_id <= self._first:
+            return
+        self.evicted[why] += event_id - self._first
+        self._first = event_id
+        blocks = self._blocks
+        gone = 0
+        while gone < len(blocks) and blocks[gone].end <= event_id and blocks[gone].sealed:
+            self._bytes -= blocks[gone].nbytes
+            gone += 1
+        if gone:
+            del blocks[:gone]
+            del self._bases[:gone]
+
+    def _block_of(self, event_id: int) -> Block:
+        return self._blocks[bisect_right(self._bases, event_id) - 1]
+
+    def _ts(self, event_id: int) -> int:
+        block = self._block_of(event_id)
+        return block.ts[event_id - block.base]
+
+    def _at(self, event_id: int) -> LoggedEvent:
+        """The held event with this id (it must lie between first_id and last_id)."""
+        block = self._block_of(event_id)
+        position = event_id - block.base
+        return LoggedEvent(event_id, block.ts[position], block.event(position))
+
     def get(self, event_id: int) -> LoggedEvent | None:
-        """The event with this id, if the buffer still holds it."""
+        """The event with this id, if the log still holds it."""
         if not self.first_id <= event_id <= self.last_id:
             return None
-        return self._ring[event_id % self.capacity]
+        return self._at(event_id)
 
     def held(self, ids: list[int]) -> Iterator[LoggedEvent]:
-        """The events with these ids (sorted either way) that the buffer still holds, in order.
+        """The events with these ids (sorted either way) that the log still holds, in order.
 
-        For readers with many ids at once (a stream index): the bounds are checked at the two
-        ends, and the lookups run in C. The buffer must not change while the iterator is in use
-        (no await in between).
+        For readers with many ids at once (a stream index). The log must not change while
+        the iterator is in use (no await in between).
         """
-        if not ids:
-            return iter(())
         first, last = self.first_id, self.last_id
-        if min(ids[0], ids[-1]) < first or max(ids[0], ids[-1]) > last:
-            ids = [i for i in ids if first <= i <= last]
-        # Ids between first_id and last_id are always filled.
-        positions = map(self.capacity.__rmod__, ids)
-        return cast("Iterator[LoggedEvent]", map(self._ring.__getitem__, positions))
+        block: Block | None = None
+        for event_id in ids:
+            if not first <= event_id <= last:
+                continue
+            if block is None or not block.base <= event_id < block.end:
+                block = self._block_of(event_id)
+            position = event_id - block.base
+            yield LoggedEvent(event_id, block.ts[position], block.event(position))
 
     def redact(self, user_id: str) -> int:
         """Replace a shopper's identity in every held event (erasure); returns how many."""
-        erased = 0
-        for i in range(self.first_id, self.last_id + 1):
-            logged = self._at(i)
-            if logged.event.user_id != user_id:
-                continue
-            event = logged.event._replace(user_id=ERASED, user_name=ERASED)
-            self._ring[i % self.capacity] = LoggedEvent(logged.id, logged.ts_ns, event)
-            erased += 1
-        return erased
+        return sum(block.redact(user_id, self._first, ERASED) for block in self._blocks)
 
     def export_state(self) -> dict[str, Any]:
         """The held events as plain data, for snapshots."""
@@ -133,51 +231,90 @@ class EventLog:
                 e.event.at,
                 e.event.props,
             ]
-            for e in self.after(0)
+            for e in self._walk(self._first, self._next_id)
         ]
         return {"nextId": self._next_id, "lastNs": self._last_ns, "events": rows}
 
     def import_state(self, state: dict[str, Any]) -> None:
-        """Load exported events into this (empty) log; ids and times carry on from them."""
-        rows = state["events"][-self.capacity :]
-        self._next_id = int(state["nextId"])
-        self._last_ns = int(state["lastNs"])
-        self._floor = int(rows[0][0]) if rows else self._next_id
+        """Load exported events into this (empty) log; ids and times carry on from them.
+
+        The bounds apply at once: events past the retention or beyond the other bounds leave.
+        """
+        rows = state["events"]
+        if self.capacity is not None:
+            rows = rows[-self.capacity :]
+        next_id = int(state["nextId"])
+        self._first = int(rows[0][0]) if rows else next_id
         for event_id, ts_ns, kind, user_id, user_name, at, props in rows:
             event = ShoppingEvent(kind, user_id, user_name, float(at), dict(props))
-            self._ring[int(event_id) % self.capacity] = LoggedEvent(
-                int(event_id), int(ts_ns), event
-            )
+            self._store(int(event_id), int(ts_ns), event)
+            self._next_id = int(event_id) + 1
+            if self.max_bytes is not None and self._bytes > self.max_bytes:
+                self._enforce(self.clock())
+        self._next_id = next_id
+        self._last_ns = int(state["lastNs"])
+        self._enforce(self.clock())
 
-    def _at(self, event_id: int) -> LoggedEvent:
-        logged = self._ring[event_id % self.capacity]
-        assert logged is not None  # ids between first_id and last_id are always filled
-        return logged
+    def _walk(self, lo: int, hi: int) -> Iterator[LoggedEvent]:
+        """Held events with ids in [lo, hi), oldest first."""
+        lo = max(lo, self._first)
+        if lo >= hi:
+            return
+        index = bisect_right(self._bases, lo) - 1
+        for block in self._blocks[index:]:
+            if block.base >= hi:
+                break
+            ts, base = block.ts, block.base
+            for position in range(max(lo, base) - base, min(hi, block.end) - base):
+                yield LoggedEvent(base + position, ts[position], block.event(position))
 
     def after(self, event_id: int) -> Iterator[LoggedEvent]:
         """Events with an id above `event_id`, oldest first (what a resuming reader missed)."""
-        for i in range(max(event_id + 1, self.first_id), self.last_id + 1):
-            yield self._at(i)
+        self.expire()
+        return self._walk(event_id + 1, self._next_id)
 
     def _first_id_at_or_after(self, ts_ns: int) -> int:
-        lo, hi = self.first_id, self.last_id + 1
-        while lo < hi:
+        """The id of the first held event logged at or after `ts_ns` (last_id + 1 if none)."""
+        blocks = self._blocks
+        lo, hi = 0, len(blocks)
+        while lo < hi:  # the last block whose first event is before ts_ns
             mid = (lo + hi) // 2
-            if self._at(mid).ts_ns < ts_ns:
+            if blocks[mid].ts[0] < ts_ns:
                 lo = mid + 1
             else:
                 hi = mid
-        return lo
+        if lo == 0:
+            return self._first
+        block = blocks[lo - 1]
+        found = block.base + bisect_left(block.ts, ts_ns)
+        return max(found, self._first)
 
     def between(
         self, start_ns: int, end_ns: int, *, backward: bool = False
     ) -> Iterator[LoggedEvent]:
         """Events logged in [start_ns, end_ns), oldest first or newest first."""
+        self.expire()
         lo = self._first_id_at_or_after(start_ns)
         hi = self._first_id_at_or_after(end_ns)
-        ids = range(hi - 1, lo - 1, -1) if backward else range(lo, hi)
-        for i in ids:
-            yield self._at(i)
+        return self._walk_back(lo, hi) if backward else self._walk(lo, hi)
+
+    def _walk_back(self, lo: int, hi: int) -> Iterator[LoggedEvent]:
+        """Held events with ids in [lo, hi), newest first."""
+        lo = max(lo, self._first)
+        if lo >= hi:
+            return
+        index = bisect_right(self._bases, hi - 1) - 1
+        for block in reversed(self._blocks[: index + 1]):
+            if block.end <= lo:
+                break
+            ts, base = block.ts, block.base
+            for position in range(min(hi, block.end) - base - 1, max(lo, base) - base - 1, -1):
+                yield LoggedEvent(base + position, ts[position], block.event(position))
+
+    def span_ids(self, start_ns: int, end_ns: int) -> tuple[int, int]:
+        """(first, last) ids of the held events logged in [start_ns, end_ns)."""
+        self.expire()
+        return self._first_id_at_or_after(start_ns), self._first_id_at_or_after(end_ns) - 1
 
 
 class Frame:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -62,7 +63,12 @@ class Settings:
     max_clock_skew: float = 300.0
     """Seconds a record's time may be ahead of the service's clock; later ones are refused."""
     order_phrases: tuple[str, ...] = DEFAULT_ORDER_PHRASES
-    event_log_size: int = 10_000
+    event_log_retention: float = 3600.0
+    """Seconds an event stays in the event log."""
+    event_log_max_bytes: int = 256 * 2**20
+    """The event log's memory, by its own estimate, before the oldest events leave."""
+    event_log_size: int = 0
+    """Events the log holds at most; 0 = bounded only by age and memory."""
     max_streams: int = 2_000
     """Live connections (SSE, WebSocket, Loki tail) held at once; more get 503 + Retry-After."""
     stream_backlog: int = 30_000
@@ -112,7 +118,9 @@ class Settings:
             ("body_timeout", self.body_timeout > 0, "above 0"),
             ("max_shoppers", self.max_shoppers >= 1, "at least 1"),
             ("max_clock_skew", self.max_clock_skew >= 0, "0 or more"),
-            ("event_log_size", self.event_log_size >= 1, "at least 1"),
+            ("event_log_retention", self.event_log_retention > 0, "above 0"),
+            ("event_log_max_bytes", self.event_log_max_bytes >= 2**16, "at least 64 KiB"),
+            ("event_log_size", self.event_log_size >= 0, "0 (no bound) or more"),
             ("stream_backlog", self.stream_backlog >= 1, "at least 1"),
             ("max_streams", self.max_streams >= 1, "at least 1"),
             ("summary_interval", self.summary_interval > 0, "above 0"),
@@ -173,3 +181,39 @@ def _is_origin(value: str) -> bool:
         and "@" not in parts.netloc
         and value == f"{parts.scheme}://{parts.netloc}"
     )
+
+
+_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_BYTES = {
+    "": 1,
+    "b": 1,
+    "kb": 1000,
+    "mb": 10**6,
+    "gb": 10**9,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from `90s`, `30m`, `1h`, `1h30m`, `250ms` or a plain number of seconds."""
+    raw = text.strip().lower()
+    try:
+        return float(raw)
+    except ValueError:
+        pass
+    found = re.fullmatch(r"(?:\d+(?:\.\d+)?(?:ms|s|m|h|d))+", raw)
+    if not found:
+        raise ValueError(f"{text!r} is not a duration such as 90s, 30m or 1h")
+    return sum(
+        float(n) * _SECONDS[unit] for n, unit in re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)", raw)
+    )
+
+
+def parse_bytes(text: str) -> int:
+    """Bytes from `1048576`, `512KiB`, `256MiB`, `1GiB` (or kB/MB/GB, powers of ten)."""
+    found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*", text.lower())
+    if not found or found[2] not in _BYTES:
+        raise ValueError(f"{text!r} is not a size such as 256MiB or 1048576")
+    return int(float(found[1]) * _BYTES[found[2]])

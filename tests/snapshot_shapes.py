@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from exporter import snapshot
+from exporter.app import bounded_event_log
 from exporter.eventlog import EventLog, Hub
 from exporter.ingest import Ingestor
 from exporter.settings import Settings
@@ -49,7 +50,7 @@ def record(user_id: str, seconds: float, **fields: Any) -> dict[str, Any]:
 
 def make_ingestor(settings: Settings = SETTINGS, clock: Clock | None = None) -> Ingestor:
     store = ShopperStore(settings)
-    log = EventLog(settings.event_log_size)
+    log = bounded_event_log(settings)
     return Ingestor(settings, store, log, Hub(), clock=clock or Clock())
 
 

@@ -63,6 +63,7 @@ async def loki(aiohttp_client: ClientFactory) -> Client:
     """A service whose event log holds a known minute of events from T0 on."""
     app = create_app(Settings())
     log = app[EVENT_LOG]
+    log.clock = lambda: T0 + 60 * SECOND  # the hour of retention runs on the events' own time
     # Ten events a second apart: 6 cart_add, 3 search, 1 order_completed.
     kinds = ["cart_add"] * 6 + ["search"] * 3 + ["order_completed"]
     for i, kind in enumerate(kinds):
@@ -103,7 +104,10 @@ async def test_labels_lists_the_bounded_stream_labels(loki: Client) -> None:
     """Label names are the streams' labels, never a shopper id."""
     status, body = await get(loki, "/loki/api/v1/labels", start=str(T0), end=str(T0 + 60 * SECOND))
     assert status == 200
-    assert body == {"status": "success", "data": ["activity", "job", "membership", "type"]}
+    assert body == {
+        "status": "success",
+        "data": ["activity", "detected_level", "job", "membership", "service_name", "type"],
+    }
 
 
 async def test_labels_are_never_empty_for_old_grafana(aiohttp_client: ClientFactory) -> None:
@@ -153,7 +157,14 @@ async def test_series_returns_label_sets(loki: Client) -> None:
     )
     assert status == 200
     assert body["data"] == [
-        {"job": "shopper-events", "type": "search", "activity": "Cart", "membership": "Free"}
+        {
+            "job": "shopper-events",
+            "service_name": "shopper-events",
+            "detected_level": "info",
+            "type": "search",
+            "activity": "Cart",
+            "membership": "Free",
+        }
     ]
 
 
@@ -208,6 +219,8 @@ async def test_log_query_forward_returns_oldest_first(loki: Client) -> None:
     [stream] = body["data"]["result"]
     assert stream["stream"] == {
         "job": "shopper-events",
+        "service_name": "shopper-events",
+        "detected_level": "info",
         "type": "cart_add",
         "activity": "Cart",
         "membership": "Free",

@@ -89,6 +89,8 @@ async def test_state_stream_tails_shopper_updates(aiohttp_client: ClientFactory)
         [stream] = body["streams"]
         assert stream["stream"] == {
             "job": "shopper-state",
+            "service_name": "shopper-state",
+            "detected_level": "info",
             "status": "online",
             "membership": "Premium",
         }

@@ -108,10 +108,12 @@ class LiveFeed:
         # An id above anything logged comes from before a restart (ids start again at 1):
         # there is nothing to replay, and skipping would hide the new events.
         if last_event_id is not None and last_event_id <= log.last_id:
-            # The log's ring moves on as events arrive: its part is taken now (it is bounded).
+            # The log moves on as events arrive: its part is taken now. The log holds an hour,
+            # so the replay is bounded as a live reader's backlog is: the newest `max_backlog`.
             events: list[Frame] = []
             if "event" in wanted.kinds:
-                events = list(map(event_frame, log.after(last_event_id)))
+                since = max(last_event_id, log.last_id - max_backlog)
+                events = list(map(event_frame, log.after(since)))
             shoppers: Iterator[Frame] = iter(())
             if states is not None and "user_metric" in wanted.kinds:
                 shoppers = states(last_event_id)

@@ -43,7 +43,7 @@ class StreamIndex:
         self._indexed = max(self._indexed, log.first_id - 1)
         first = log.first_id
         # Trimming is O(streams); doing it once per half ring keeps it amortized.
-        if first - self._trimmed_below > log.capacity // 2:
+        if first - self._trimmed_below > max(len(log), 4096) // 2:
             for key in list(ids):
                 bucket = ids[key]
                 cut = bisect_left(bucket, first)
@@ -81,6 +81,17 @@ class StreamIndex:
             return 0
         first_id = max(first_id, self.log.first_id)
         return max(bisect_right(bucket, last_id) - bisect_left(bucket, first_id), 0)
+
+    def bucket(self, key: EventKey) -> array[int]:
+        """The ids indexed under this stream key, ascending (some may have left the log)."""
+        return self._ids.get(key) or array("q")
+
+    def newest(self, key: EventKey, count: int) -> list[int]:
+        """Ids of this stream's newest `count` held events, oldest first."""
+        bucket = self._ids.get(key)
+        if bucket is None:
+            return []
+        return [i for i in bucket[-count:] if i >= self.log.first_id]
 
     def ids(
         self, keys: list[EventKey], first_id: int, last_id: int, *, backward: bool

@@ -14,10 +14,25 @@ from exporter.store import Shopper, ShopperStore
 
 EVENTS_JOB: Final = "shopper-events"
 STATE_JOB: Final = "shopper-state"
-EVENT_LABEL_NAMES: Final = ("activity", "job", "membership", "type")
-STATE_LABEL_NAMES: Final = ("job", "membership", "status")
+EVENT_LABEL_NAMES: Final = (
+    "activity",
+    "detected_level",
+    "job",
+    "membership",
+    "service_name",
+    "type",
+)
+STATE_LABEL_NAMES: Final = ("detected_level", "job", "membership", "service_name", "status")
 STREAM_LABEL_NAMES: Final = frozenset(EVENT_LABEL_NAMES + STATE_LABEL_NAMES)
 """Every name a stream label may have (a query's scan relies on it: keep it complete)."""
+LEVELS: Final = {"alert": "warn", "cart_abandoned": "warn"}
+"""Levels of the event types that are not plain `info` (Grafana colours volume by level):
+an alert and an abandoned cart want attention."""
+
+
+def event_level(kind: str) -> str:
+    """The `detected_level` of an event type."""
+    return LEVELS.get(kind, "info")
 
 EventKey = tuple[str, Any, Any]
 """What an event's stream labels depend on: its type, activity and membership."""
@@ -56,6 +71,8 @@ class StreamLabeller:
             kind, activity, membership = key
             labels = {
                 "job": EVENTS_JOB,
+                "service_name": EVENTS_JOB,
+                "detected_level": event_level(kind),
                 "type": kind if kind in KNOWN_TYPES else OTHER,
                 "activity": self._value(self._activity, activity),
                 "membership": self._value(self._membership, membership),
@@ -76,6 +93,8 @@ class StreamLabeller:
         if labels is None:
             labels = {
                 "job": STATE_JOB,
+                "service_name": STATE_JOB,
+                "detected_level": "info",
                 "status": "online" if online else "offline",
                 "membership": self._value(self._membership, membership),
             }
