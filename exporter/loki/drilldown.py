@@ -15,10 +15,10 @@ from multidict import MultiMapping
 from exporter import __version__
 from exporter.keys import EVENT_LOG, SETTINGS
 from exporter.loki.evaluate import range_steps
+from exporter.loki.line_patterns import pattern_samples
 from exporter.loki.logql import LogQuery, StreamSelector, parse
 from exporter.loki.pacing import query_pace
 from exporter.loki.params import ParamError, parse_step, time_range
-from exporter.loki.line_patterns import pattern_samples
 from exporter.loki.routes import PREFIX, QUERY_REFUSALS, _params, refusal, sources
 from exporter.loki.sample import newest_lines
 from exporter.loki.streams import EVENT_LABEL_NAMES, STATE_LABEL_NAMES, event_level

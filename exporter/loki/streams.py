@@ -34,6 +34,7 @@ def event_level(kind: str) -> str:
     """The `detected_level` of an event type."""
     return LEVELS.get(kind, "info")
 
+
 EventKey = tuple[str, Any, Any]
 """What an event's stream labels depend on: its type, activity and membership."""
 
