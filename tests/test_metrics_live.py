@@ -78,7 +78,9 @@ def test_every_family_has_plausible_data(exporter: RunningProcess) -> None:
         )
 
     active = value("shopper_active_shoppers")
-    assert 0 < active <= 60
+    # Visits arrive at random around the target of 60 online (about √60 ≈ 8 either side), so
+    # the bound is twice the target: over 7 standard deviations away, never a chance failure.
+    assert 0 < active <= 2 * 60
     assert value("shopper_active_shoppers_by_activity") == active
     assert value("shopper_active_shoppers_by_membership") == active
     assert value("shopper_tracked_shoppers") >= active
