@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import orjson
 from aiohttp import web
@@ -102,23 +102,43 @@ def _aggregate(
     return out
 
 
+class _VolumeAsk(NamedTuple):
+    """What both volume requests ask: which streams, grouped how, how many series."""
+
+    selector: StreamSelector
+    targets: list[str]
+    by_labels: bool
+    limit: int
+
+
+def _volume_ask(params: Mapping[str, str]) -> _VolumeAsk:
+    selector = _selector(params)
+    assert selector is not None
+    targets, by_labels = _grouping(params, selector)
+    limit = _count(params, "limit", DEFAULT_VOLUME_LIMIT, 100_000)
+    return _VolumeAsk(selector, targets, by_labels, limit)
+
+
+async def _volumes(
+    request: web.Request, ask: _VolumeAsk, spans: list[tuple[int, int]]
+) -> list[list[Volume]]:
+    with query_pace(request) as pace:
+        return await stream_volumes(
+            sources(request.app), ask.selector, spans, pace, sizes=request.app[LINE_SIZES]
+        )
+
+
 async def handle_volume(request: web.Request) -> web.Response:
     """`index/volume`: bytes per series (or label) in range, as a vector at the range's end."""
     params = await _params(request)
     try:
-        selector = _selector(params)
-        assert selector is not None
+        ask = _volume_ask(params)
         start, end = time_range(params)
-        targets, by_labels = _grouping(params, selector)
-        limit = _count(params, "limit", DEFAULT_VOLUME_LIMIT, 100_000)
-        with query_pace(request) as pace:
-            volumes = await stream_volumes(
-                sources(request.app), selector, [(start, end)], pace, sizes=request.app[LINE_SIZES]
-            )
+        volumes = await _volumes(request, ask, [(start, end)])
     except QUERY_REFUSALS as err:
         return refusal(err)
-    totals = _aggregate(volumes[0], targets, by_labels)
-    ranked = sorted(totals.items(), key=lambda item: (-item[1], item[0]))[:limit]
+    totals = _aggregate(volumes[0], ask.targets, ask.by_labels)
+    ranked = sorted(totals.items(), key=lambda item: (-item[1], item[0]))[: ask.limit]
     at = end / 1e9
     result = [{"metric": dict(key), "value": [at, str(size)]} for key, size in ranked]
     return _json({"status": "success", "data": {"resultType": "vector", "result": result}})
@@ -128,28 +148,21 @@ async def handle_volume_range(request: web.Request) -> web.Response:
     """`index/volume_range`: the same per step, as a matrix (a point per step with entries)."""
     params = await _params(request)
     try:
-        selector = _selector(params)
-        assert selector is not None
+        ask = _volume_ask(params)
         start, end = time_range(params)
-        targets, by_labels = _grouping(params, selector)
-        limit = _count(params, "limit", DEFAULT_VOLUME_LIMIT, 100_000)
         step = parse_step(params.get("step"), start, end)
         steps = range_steps(start, end, step)
         # A point at t holds what was logged in (t - step, t], as Prometheus ranges do.
-        spans = [(t - step + 1, t + 1) for t in steps]
-        with query_pace(request) as pace:
-            volumes = await stream_volumes(
-                sources(request.app), selector, spans, pace, sizes=request.app[LINE_SIZES]
-            )
+        volumes = await _volumes(request, ask, [(t - step + 1, t + 1) for t in steps])
     except QUERY_REFUSALS as err:
         return refusal(err)
     series: dict[tuple[tuple[str, str], ...], list[list[Any]]] = defaultdict(list)
     totals: Counter[tuple[tuple[str, str], ...]] = Counter()
     for t, span in zip(steps, volumes, strict=True):
-        for key, size in sorted(_aggregate(span, targets, by_labels).items()):
+        for key, size in sorted(_aggregate(span, ask.targets, ask.by_labels).items()):
             series[key].append([t / 1e9, str(size)])
             totals[key] += size
-    kept = sorted(series, key=lambda key: (-totals[key], key))[:limit]
+    kept = sorted(series, key=lambda key: (-totals[key], key))[: ask.limit]
     result = [{"metric": dict(key), "values": series[key]} for key in sorted(kept)]
     return _json({"status": "success", "data": {"resultType": "matrix", "result": result}})
 
