@@ -158,6 +158,41 @@ def test_the_example_shopper_is_found_among_ten_thousand(browser: Browser, tmp_p
             close(page)
 
 
+def test_the_row_under_the_keyboard_holds_still(browser: Browser, tmp_path: Path) -> None:
+    """While a row has keyboard focus, background refreshes neither move nor remove it, so Enter
+    opens the shopper the user is on; once focus leaves, the table follows the store again."""
+    with run_exporter(tmp_path) as exporter:
+        push(exporter.base_url, ten_thousand_shoppers()[:30])
+        page = new_page(browser)
+        try:
+            open_live(page, exporter.base_url)
+            select_tab(page, "shoppers")
+            rows = page.locator("#shopper-rows tr[data-user]")
+            expect(rows).to_have_count(25, timeout=10 * SECONDS)
+            focused_id = rows.first.get_attribute("data-user")
+            rows.first.locator(".shopper-name").focus()
+
+            # 30 newer updates push every row shown off the first page ("most recent" sort).
+            newer = ten_thousand_shoppers()[1000:1030]
+            push(exporter.base_url, newer)
+            page.wait_for_timeout(12 * SECONDS)  # over two background refreshes
+            focused = page.locator("#shopper-rows .shopper-name:focus")
+            expect(focused).to_have_count(1)
+            expect(rows.first).to_have_attribute("data-user", focused_id or "")
+            page.keyboard.press("Enter")
+            expect(page.locator("#shopper-dialog")).to_be_visible()
+            expect(page.locator("#shopper-facts")).to_contain_text(focused_id or "")
+            page.keyboard.press("Escape")
+
+            page.locator("#shopper-search").focus()
+            newest = {record["userId"] for record in newer}
+            expect(rows.first).to_have_attribute(
+                "data-user", re.compile("|".join(sorted(newest))), timeout=12 * SECONDS
+            )
+        finally:
+            close(page)
+
+
 def test_table_counts_equal_the_summary(browser: Browser, tmp_path: Path) -> None:
     """The table's totals, unfiltered and online only, are the summary's tracked and active."""
     with run_exporter(tmp_path) as exporter:

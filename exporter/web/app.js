@@ -185,7 +185,7 @@ function loadShoppers() {
     table.loaded = false;
     return Promise.resolve();
   }
-  return loadShopperPage(() => invalidate('shoppers'));
+  return loadShopperPage(() => invalidate('shoppers'), { background: table.loaded });
 }
 
 // ---------------------------------------------------------------- history lookups

@@ -17,7 +17,7 @@ export const table = {
   loadedAt: 0,
   request: 0, // only the newest answer is drawn
   inFlight: false,
-  again: false, // the query changed while a request was out: send it once that one is back
+  again: null, // { background }: asked for while a request was out; sent once that one is back
 };
 
 function query() {
@@ -32,25 +32,32 @@ function query() {
   return params;
 }
 
+/** True while the keyboard is on a row: background refreshes then hold the rows still. */
+export const rowsHaveFocus = () => Boolean(document.activeElement?.closest?.('#shopper-rows'));
+
 const filtered = () => Boolean($('#shopper-search').value.trim() || $('#shopper-online-only').checked
   || $('#shopper-activity').value);
 
 /**
  * Fetch the current page (again); `onPage` draws it. At most one request is out at a time: a
  * query typed meanwhile goes as soon as it is back, so typing costs no wait and no pile-up.
+ * A `background` refresh that comes back while the keyboard is on a row is not drawn, so the
+ * row a keyboard user is on never moves or vanishes under them.
  */
-export async function loadShopperPage(onPage) {
+export async function loadShopperPage(onPage, { background = false } = {}) {
   if (table.inFlight) {
-    table.again = true;
+    // One request to send once this one is back; a user's own request outranks a refresh.
+    table.again = { background: background && (table.again?.background ?? true) };
     return;
   }
   table.inFlight = true;
-  table.again = false;
+  table.again = null;
   const mine = ++table.request;
   const started = performance.now();
   try {
     const reply = await getJson(`/api/shoppers?${query()}`);
     if (mine !== table.request) return; // a newer search is on its way
+    if (background && table.loaded && rowsHaveFocus()) return;
     const receivedAt = Date.now();
     table.rows = new Map(reply.shoppers.map((view) => [view.userId, { view, receivedAt }]));
     table.total = reply.total;
@@ -63,7 +70,7 @@ export async function loadShopperPage(onPage) {
     // keep what we have; the next refresh tries again
   } finally {
     table.inFlight = false;
-    if (table.again) loadShopperPage(onPage);
+    if (table.again) loadShopperPage(onPage, table.again);
   }
 }
 
