@@ -76,6 +76,24 @@ class Block:
         self.nbytes = _BLOCK_BYTES
         """This block's estimated share of the process's memory (see `estimate`)."""
 
+    @classmethod
+    def sealed_from(
+        cls,
+        base: int,
+        columns: tuple[array[int], array[float], array[int], array[int], array[int], array[int]],
+        blob: bytes,
+        tables: tuple[list[str], list[tuple[str, str]], list[Shape]],
+    ) -> Block:
+        """A sealed block from the parts `columns` and the tables gave (a snapshot's):
+        (ts, at, kinds, users, shapes, offsets) and (kind, user, shape tables)."""
+        block = cls(base)
+        block.ts, block.at, block.kinds, block.users, block.shapes, block.offsets = columns
+        block.blob = blob
+        block.kind_table, block.user_table, block.shape_table = tables
+        block._kind_ix = block._user_ix = block._shape_ix = None
+        block.nbytes = block.estimate()
+        return block
+
     def __len__(self) -> int:
         return len(self.ts)
 

@@ -112,6 +112,11 @@ class EventLog:
         return self._next_id - 1
 
     @property
+    def last_ns(self) -> int:
+        """Log time of the newest event (0 when nothing was logged yet)."""
+        return self._last_ns
+
+    @property
     def first_id(self) -> int:
         """Id of the oldest event still held (last_id + 1 when empty)."""
         return self._first
@@ -218,6 +223,22 @@ class EventLog:
     def redact(self, user_id: str) -> int:
         """Replace a shopper's identity in every held event (erasure); returns how many."""
         return sum(block.redact(user_id, self._first, ERASED) for block in self._blocks)
+
+    def blocks(self) -> tuple[Block, ...]:
+        """The blocks held, oldest first (the first may begin below `first_id`): for snapshots,
+        which are written where the log does not change meanwhile."""
+        return tuple(self._blocks)
+
+    def adopt(self, blocks: Sequence[Block], first: int, next_id: int, last_ns: int) -> None:
+        """Hold these blocks (from a snapshot; this log must be empty) with events from `first`
+        on; ids and times carry on from `next_id` and `last_ns`. The bounds apply at once."""
+        self._blocks = list(blocks)
+        self._bases = [block.base for block in blocks]
+        self._bytes = sum(block.nbytes for block in blocks)
+        self._next_id = next_id
+        self._last_ns = last_ns
+        self._first = max(first, blocks[0].base) if blocks else next_id
+        self._enforce(self.clock())
 
     def export_state(self) -> dict[str, Any]:
         """The held events as plain data, for snapshots."""

@@ -3,9 +3,9 @@
 A snapshot holds the shoppers, the counters (so Prometheus sees them carry on, not reset), the
 label caps, the aggregates, the recent-window buckets, the event log and the ingest counters, all
 as they were at one instant (exporter.snapshot_writer takes that instant without stopping the
-service). Its format is exporter.snapshot_file's; format-1 files are still read. A file that
-cannot be used is kept aside under another name, the reason is logged, and the service starts
-empty.
+service). Its format is exporter.snapshot_file's; files of older formats are still read. A
+file that cannot be used is kept aside under another name, the reason is logged, and the service
+starts empty.
 """
 
 from __future__ import annotations

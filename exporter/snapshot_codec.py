@@ -21,7 +21,7 @@ from typing import Any, Final, Literal
 
 import orjson
 
-from exporter import __version__
+from exporter import __version__, snapshot_events
 from exporter.ingest import Ingestor
 from exporter.labels import LabelCap
 from exporter.reported import tally_of
@@ -141,7 +141,7 @@ def write(out: SectionWriter, ingestor: Ingestor, saved_at: float) -> None:
         "layout",
         orjson.dumps({"shoppers": len(shoppers), "columns": kinds, "byteorder": sys.byteorder}),
     )
-    out.section("eventlog", orjson.dumps(log.export_state()))
+    snapshot_events.write(out, log)
     out.section(
         "ingest",
         orjson.dumps(
@@ -214,7 +214,11 @@ def read(found: Mapping[str, memoryview], ingestor: Ingestor) -> dict[str, Any]:
     order = _array("I", found["online"]) if "online" in found else None
     place(store, columns, n, order)
     load_store(store, state, recount=changed)
-    load_rest(ingestor, orjson.loads(found["eventlog"]), orjson.loads(found["ingest"]))
+    if snapshot_events.present(found):
+        snapshot_events.read(found, ingestor.log, store.tables().shoppers)
+    else:  # format 2: the events as one JSON list
+        load_log(ingestor, orjson.loads(found["eventlog"]))
+    load_ingest(ingestor, orjson.loads(found["ingest"]))
     return meta
 
 
@@ -446,7 +450,13 @@ def load_store(store: ShopperStore, state: dict[str, Any], *, recount: bool) -> 
 
 
 def load_rest(ingestor: Ingestor, log_state: dict[str, Any], ingest: dict[str, Any]) -> None:
-    """The event log (sharing strings with the shoppers and caps) and the ingest counters."""
+    """The event log and the ingest counters of the JSON-era formats."""
+    load_log(ingestor, log_state)
+    load_ingest(ingestor, ingest)
+
+
+def load_log(ingestor: Ingestor, log_state: dict[str, Any]) -> None:
+    """An event log saved as one list of events (sharing strings with the shoppers and caps)."""
     shoppers = ingestor.store.tables().shoppers
     labels = {value: value for cap in caps(ingestor.store).values() for value in cap.values()}
     for row in log_state["events"]:
@@ -463,6 +473,10 @@ def load_rest(ingestor: Ingestor, log_state: dict[str, Any], ingest: dict[str, A
             if isinstance(value, str):
                 props[key] = labels.get(value, value)
     ingestor.log.import_state(log_state)
+
+
+def load_ingest(ingestor: Ingestor, ingest: dict[str, Any]) -> None:
+    """The ingest counters: records received by transport, refused by transport and reason."""
     ingestor.received.update({str(k): int(v) for k, v in ingest.get("received", {}).items()})
     for transport, reason, n in ingest.get("rejected", []):
         ingestor.rejected[(str(transport), str(reason))] = int(n)

@@ -20,8 +20,11 @@ from typing import Any, Final, TypeAlias
 
 MAGIC: Final = b"LSMSNAP\x00"
 END: Final = b"LSMSEND\x00"
-VERSION: Final = 2
-"""Format 1 was one JSON object (read by exporter.snapshot_legacy); 2 is this one."""
+VERSION: Final = 3
+"""Format 1 was one JSON object (read by exporter.snapshot_legacy); 2 is this layout with the
+event log as one JSON list of events; 3 keeps the log's packed blocks (exporter.snapshot_events)."""
+READS: Final = (2, 3)
+"""The versions of this layout this build reads."""
 Buffer: TypeAlias = "bytes | bytearray | memoryview | array[Any]"
 """What a section's payload may be (anything with the buffer protocol)."""
 _HEAD: Final = struct.Struct("<8sI")
@@ -42,7 +45,7 @@ class UnsupportedVersionError(SnapshotError):
 
     def __init__(self, version: int) -> None:
         super().__init__(
-            f"snapshot format {version} is not one this version reads (1 and {VERSION}); "
+            f"snapshot format {version} is not one this version reads (1 to {VERSION}); "
             "it was written by a newer release"
         )
         self.version = version
@@ -141,7 +144,7 @@ def sections(data: bytes) -> dict[str, memoryview]:
     if len(data) < _HEAD.size + _TAIL.size:
         raise SnapshotError("the file is cut short")
     version = _HEAD.unpack_from(data)[1]
-    if version != VERSION:
+    if version not in READS:
         raise UnsupportedVersionError(version)
     view = memoryview(data)
     tail_at = len(data) - _TAIL.size

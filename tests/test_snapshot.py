@@ -189,17 +189,65 @@ def test_format_1_snapshot_is_read(tmp_path: Path) -> None:
     assert path.exists()  # read, not set aside
 
 
+def test_format_2_snapshot_is_read(tmp_path: Path) -> None:
+    """A snapshot of format 2 (its event log one JSON list; written by that code) reads back to
+    what it held."""
+    path = tmp_path / "state"
+    shutil.copy(FIXTURES / "snapshot-v2.state", path)
+    expected = orjson.loads((FIXTURES / "snapshot-v2.expected.json").read_bytes())
+    after = restored(path, replace(SETTINGS, event_log_retention=10 * 365 * 86400.0))
+    assert seen(after, T0 + 470) == expected
+    assert path.exists()
+
+
+def test_event_blocks_are_restored_as_held(tmp_path: Path) -> None:
+    """The log's packed blocks come back as they were (same bases, lengths and columns), their
+    shopper strings are the restored shoppers' own, and new events carry on in a block of
+    their own."""
+    before, _clock = busy()
+    path = tmp_path / "state"
+    snapshot.save(path, before)
+    after = restored(path)
+    old, new = before.log.blocks(), after.log.blocks()
+    assert [(b.base, len(b), list(b.ts), b.blob) for b in new] == [
+        (b.base, len(b), list(b.ts), b.blob) for b in old
+    ]
+    assert all(block.sealed for block in new)
+    assert after.log.nbytes == sum(block.nbytes for block in new)
+    shoppers = after.store.tables().shoppers
+    for block in new:
+        for user_id, _name in block.user_table:
+            if user_id in shoppers:
+                assert user_id is shoppers[user_id].user_id
+    logged = after.log.append(before.log.get(before.log.last_id).event)
+    assert logged.id == before.log.last_id + 1
+    assert after.log.blocks()[-1].base == logged.id
+
+
+def test_smaller_event_log_bound_keeps_the_newest_restored_events(tmp_path: Path) -> None:
+    """Restored under a smaller event-log size, the log keeps the newest events it may hold."""
+    before, _clock = busy()
+    path = tmp_path / "state"
+    snapshot.save(path, before)
+    after = restored(path, replace(SETTINGS, event_log_size=5))
+    assert after.log.last_id == before.log.last_id
+    assert after.log.first_id == before.log.last_id - 4
+    assert [e.line for e in after.log.after(0)] == [
+        e.line for e in before.log.after(before.log.last_id - 5)
+    ]
+
+
 def test_newer_format_is_refused_and_kept(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """A snapshot of a format this version does not know is refused with a clear message and
     kept aside under its format's name; the service starts empty."""
     path = tmp_path / "state"
-    path.write_bytes(struct.pack("<8sI", MAGIC, 3) + b"\x00" * 64)
+    path.write_bytes(struct.pack("<8sI", MAGIC, 4) + b"\x00" * 64)
     with caplog.at_level(logging.ERROR):
         ingestor = restored(path)
     assert len(ingestor.store) == 0
-    assert "snapshot format 3 is not one this version reads" in caplog.text
+    assert "snapshot format 4 is not one this version reads" in caplog.text
     assert "newer release" in caplog.text
-    assert len(list(tmp_path.glob("state.format3-*"))) == 1
+    assert len(list(tmp_path.glob("state.format4-*"))) == 1
     assert not path.exists()
 
 
