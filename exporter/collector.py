@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import time
 from collections.abc import Iterable, Iterator
 
@@ -377,8 +376,9 @@ class ShopperCollector(Collector):
         yield pauses
         yield _gauge(
             "shopper_exporter_gc_frozen_objects",
-            "Objects in the permanent generation, which collections never scan.",
-            gc.get_freeze_count(),
+            "Objects in the permanent generation, which collections never scan, at their last "
+            "count (counting walks them all: done at start and when the heap grew enough).",
+            policy.frozen,
         )
         yield _counter(
             "shopper_exporter_gc_reclaims",

@@ -85,6 +85,37 @@ def test_no_full_collection_while_a_writer_shares_the_pages(policy: GcPolicy) ->
     assert policy.reclaims == 1
 
 
+def test_frozen_objects_are_counted_only_once_the_heap_grew(
+    policy: GcPolicy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Counting the frozen objects walks them all, so a turn counts them only once the heap grew
+    by as much as they still may; after such a count within the bound, turns stop counting
+    until the heap grows that much again."""
+    counts = 0
+    real_count = gc.get_freeze_count
+
+    def counting() -> int:
+        nonlocal counts
+        counts += 1
+        return real_count()
+
+    monkeypatch.setattr(gc, "get_freeze_count", counting)
+    for _ in range(5):
+        policy.tend()
+    assert counts == 0
+    allowance = max(policy.bound - policy.frozen, SLACK // 4)
+    # Two blocks each (the list and its items): the heap passes the allowance, while the
+    # frozen objects, all alive, stay within the bound.
+    grown = [[n] for n in range(allowance // 2 + 1000)]
+    assert policy.tend() is False
+    assert counts == 1
+    assert policy.frozen >= len(grown)
+    for _ in range(5):
+        policy.tend()
+    assert counts == 1
+    assert policy.reclaims == 0
+
+
 def test_the_bound_grows_with_the_state() -> None:
     """Frozen objects may grow with the tracked shoppers, at the ratio measured at the last full
     collection (or PER_SHOPPER before one measured a state), before a full collection."""
