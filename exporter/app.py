@@ -7,6 +7,7 @@ import contextlib
 import inspect
 import logging
 from collections.abc import AsyncIterator, Callable
+from functools import partial
 from pathlib import Path
 
 from aiohttp import WSCloseCode, web
@@ -56,6 +57,9 @@ from exporter.store import ShopperStore
 
 log = logging.getLogger(__name__)
 
+SWEEP_SLICE = 5_000
+"""Sessions ended (and shoppers forgotten) per slice of an expiry sweep."""
+
 
 async def _every(interval: float, job: Callable[[], object], name: str) -> None:
     """Run `job` (plain or async) every `interval` seconds; a failing run is logged, never fatal."""
@@ -69,12 +73,23 @@ async def _every(interval: float, job: Callable[[], object], name: str) -> None:
             log.exception("%s failed; continuing", name)
 
 
+async def _sweep(ingestor: Ingestor) -> None:
+    """Expiry a slice at a time, yielding between slices: when a great many shoppers fall due at
+    once (a restored state whose sessions all idled while the service was down), ingest,
+    scrapes and streams go on meanwhile."""
+    more = True
+    while more:
+        more = ingestor.expire(limit=SWEEP_SLICE)
+        if more:
+            await asyncio.sleep(0)
+
+
 async def _background(app: web.Application) -> AsyncIterator[None]:
     """Expiry sweeps, the once-a-second summary frame and history sample, the search index
     catching up, and the demo if asked for at start."""
     settings, ingestor = app[SETTINGS], app[INGESTOR]
     tasks = [
-        asyncio.create_task(_every(settings.sweep_interval, ingestor.expire, "expiry")),
+        asyncio.create_task(_every(settings.sweep_interval, partial(_sweep, ingestor), "expiry")),
         asyncio.create_task(_every(settings.summary_interval, ingestor.publish_summary, "summary")),
         asyncio.create_task(run_sampler(app[HISTORY], ingestor.clock)),
         asyncio.create_task(_every(1.0, app[FINDER].keep_up, "search index")),

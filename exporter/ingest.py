@@ -394,6 +394,9 @@ class Ingestor:
             self.hub.publish(Frame("summary", self.log.last_id, orjson.dumps(summary).decode()))
         return summary
 
-    def expire(self) -> None:
-        """End idle sessions and forget expired shoppers; log what that implies."""
-        self.record(self.store.expire(self.clock()))
+    def expire(self, limit: int | None = None) -> bool:
+        """End idle sessions and forget expired shoppers (at most `limit` of each); log what
+        that implies. True while more are due."""
+        now = self.clock()
+        self.record(self.store.expire(now, limit))
+        return limit is not None and self.store.expiry_due(now)

@@ -391,24 +391,38 @@ class ShopperStore:
         self.capacity.evicted += 1
         return True
 
-    def expire(self, now: float) -> list[ShoppingEvent]:
-        """End sessions idle past the active window; forget shoppers unseen for the retention."""
+    def expire(self, now: float, limit: int | None = None) -> list[ShoppingEvent]:
+        """End sessions idle past the active window; forget shoppers unseen for the retention
+        (at most `limit` of each, the longest unseen first; `expiry_due` says if more wait)."""
         out: list[ShoppingEvent] = []
         idle_before = now - self.settings.active_window
+        ended = 0
         while (shopper := self._online.front()) is not None and shopper.received < idle_before:
+            if ended == limit:
+                break
             self._withdraw(shopper)
             self._end_session(shopper, "idle", shopper.timestamp, out)
             self.capacity.idled(shopper)
+            ended += 1
         forget_before = now - self.settings.retention
         gone: list[str] = []
         for user_id, shopper in self._shoppers.items():  # oldest first; one pass, then erase
-            if shopper.received >= forget_before:
+            if shopper.received >= forget_before or len(gone) == limit:
                 break
             gone.append(user_id)
         for user_id in gone:
             self.erase(user_id)
         self._count(out, now)
         return out
+
+    def expiry_due(self, now: float) -> bool:
+        """Whether a session is idle past the active window or a shopper unseen past the
+        retention (what `expire` would act on)."""
+        front = self._online.front()
+        if front is not None and front.received < now - self.settings.active_window:
+            return True
+        oldest = next(iter(self._shoppers.values()), None)
+        return oldest is not None and oldest.received < now - self.settings.retention
 
     # ----- snapshots ------------------------------------------------------------------------
 

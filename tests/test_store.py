@@ -231,6 +231,29 @@ class TestLifecycle:
         assert store.aggregates.carts == 0
         assert len(store) == 1
 
+    def test_expiry_in_slices_ends_what_one_sweep_ends(self) -> None:
+        """Sweeps of at most N sessions (and N forgotten shoppers) each, repeated while
+        `expiry_due`, end the same sessions in the same order as one unbounded sweep."""
+        stores = [ShopperStore(Settings()), ShopperStore(Settings())]
+        for store in stores:
+            for n in range(12):
+                store.apply(update(T0 + n, user=f"s{n}", itemsInCart=1, cartValue=2), T0 + n)
+            store.apply(update(T0 + 3000, user="late"), T0 + 3000)
+        whole, sliced = stores
+        expected = whole.expire(T0 + 3700)
+        assert not whole.expiry_due(T0 + 3700)
+        got: list[ShoppingEvent] = []
+        slices = 0
+        while True:
+            got += sliced.expire(T0 + 3700, limit=5)
+            slices += 1
+            if not sliced.expiry_due(T0 + 3700):
+                break
+        assert slices == 3
+        assert [(e.type, e.user_id) for e in got] == [(e.type, e.user_id) for e in expected]
+        assert sliced.summary(T0 + 3700) == whole.summary(T0 + 3700)
+        assert [s.user_id for s in sliced.newest(limit=100)] == ["late"]
+
     def test_coming_back_starts_a_new_session(self, store: ShopperStore) -> None:
         """An offline shopper who sends an active update starts a new session."""
         store.apply(update(pageViews=5), T0)
