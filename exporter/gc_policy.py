@@ -90,7 +90,12 @@ class GcPolicy:
         if self.writer_at_work() or not self._may_be_past_bound():
             return self._collect_young()
         self._collect_young()
+        started = time.perf_counter()
         frozen, bound = gc.get_freeze_count(), self.bound
+        took = time.perf_counter() - started
+        (log.info if took >= SLOW_PAUSE else log.debug)(
+            "counted %d frozen objects (bound %d) in %.2f s", frozen, bound, took
+        )
         if frozen <= bound:
             self._counted(frozen)
             return False
@@ -119,9 +124,10 @@ class GcPolicy:
     def _may_be_past_bound(self) -> bool:
         """Whether the heap grew enough since the last count for the frozen objects to have
         passed their bound (every frozen object small enough to be garbage is a block)."""
-        # At least a quarter of SLACK between counts, so a count near the bound is not redone
-        # every turn; the bound then holds within that much.
-        allowance = max(self.bound - self.frozen, SLACK // 4)
+        # And at least `GROWTH` of the heap between counts, so counts come at most
+        # geometrically often while the state grows (each is a walk over all of it); the
+        # bound then holds within that much.
+        allowance = max(self.bound - self.frozen, int(self._blocks * GROWTH), SLACK // 4)
         return sys.getallocatedblocks() - self._blocks > allowance
 
     def _counted(self, frozen: int) -> None:
