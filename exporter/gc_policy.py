@@ -12,7 +12,7 @@ the shoppers added since bring) by `GROWTH` (CPython's own rule for full collect
 Counting the frozen objects walks every one of them (about 0.15 µs each, so hundreds of
 milliseconds at a million shoppers): a turn counts them only once the interpreter's allocated
 blocks (`sys.getallocatedblocks`, a walk over arenas, not objects) grew by as much as the frozen
-objects still may, which frozen garbage cannot do without.
+objects still may (and by `GROWTH` at least), which frozen garbage cannot do without.
 """
 
 from __future__ import annotations
