@@ -5,8 +5,9 @@
 One exporter with --state-file and --snapshot-interval 1 is filled with N shoppers; then for
 --minutes, at once: single pushes over HTTP, WebSocket pushers that connect, push a few bodies
 and leave, SSE and WebSocket subscribers that connect, read a few frames and leave, and scrapes.
-Every 5 s /metrics gives the frozen objects (`gc.get_freeze_count()`), the tracked shoppers, the
-full collections of the frozen objects (reclaims) and the collections' pauses; with the RSS.
+Every 5 s /metrics gives the frozen objects (at their last count: the service counts them only
+once its heap grew by a quarter, so a flat column means no count was due), the tracked shoppers,
+the full collections of the frozen objects (reclaims) and the collections' pauses; with the RSS.
 Prints a Markdown table and writes bench/out/gc_churn.md.
 """
 
