@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -248,8 +248,9 @@ class Ingestor:
         # publishing are inlined for the same reason: this loop runs for every update.
         frames: list[Published] | None = [] if self.hub.subscribers > 0 else None
         changed: list[Shopper] = []
+        known = self._own_shoppers()
         for position, update in enumerate(updates):
-            if shard is not None:  # one hash per record, and only on a sharded replica
+            if shard is not None and update.user_id not in known:
                 owner = shard.owner(update.user_id)
                 if owner != shard.index:
                     self._misrouted(report, _index(position, positions), "metric", owner)
@@ -301,8 +302,9 @@ class Ingestor:
         pseudonyms, shard = self.pseudonyms, self.shard
         happened: list[ShoppingEvent] = []
         moved: dict[str, Shopper] = {}
+        known = self._own_shoppers()
         for position, event in enumerate(events):
-            if shard is not None:
+            if shard is not None and event.user_id not in known:
                 owner = shard.owner(event.user_id)
                 if owner != shard.index:
                     self._misrouted(report, _index(position, positions), "event", owner)
@@ -393,6 +395,12 @@ class Ingestor:
         if self.hub.subscribers:
             self.hub.publish(Frame("summary", self.log.last_id, orjson.dumps(summary).decode()))
         return summary
+
+    def _own_shoppers(self) -> Mapping[str, Shopper]:
+        """Shoppers known to be this replica's own by their id as sent, so the shard check
+        hashes only new ones: every shopper it tracks (a restore keeps only its own, see
+        exporter.snapshot_codec), unless the store knows them by pseudonym."""
+        return self.store.tables().shoppers if self.pseudonyms is None else {}
 
     def expire(self, limit: int | None = None) -> bool:
         """End idle sessions and forget expired shoppers (at most `limit` of each); log what

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from exporter.sharding import shard_of
@@ -13,11 +14,21 @@ DEFAULT_QUEUE_LIMIT = 100_000
 """Records held for one down shard before the oldest are dropped."""
 
 
+OWNERS_REMEMBERED = 65_536
+"""Shoppers whose shard a producer remembers (a few MiB): the hash is pure Python, about 8 µs
+a record here, and a producer sends the same shoppers again and again."""
+
+
 def owner_of(record: Mapping[str, Any], count: int) -> int:
     """The shard of a record's `userId`; a record without a usable one goes to shard 0, whose
     replica refuses it by field (so the producer hears why)."""
     user_id = record.get("userId")
-    return shard_of(user_id, count) if isinstance(user_id, str) else 0
+    return _remembered_shard(user_id, count) if isinstance(user_id, str) else 0
+
+
+@lru_cache(maxsize=OWNERS_REMEMBERED)
+def _remembered_shard(user_id: str, count: int) -> int:
+    return shard_of(user_id, count)
 
 
 @dataclass(slots=True)

@@ -58,6 +58,7 @@ def load(path: Path, fresh: Callable[[], Ingestor]) -> Restored:
     try:
         data = path.read_bytes()
         meta = _read(data, ingestor)
+        _keep_own_shoppers(ingestor, meta.get("shard"))
     except SnapshotError as err:
         _set_aside(path, err.suffix, f"{path} cannot be used: {err}")
         return Restored(fresh(), None, 0)
@@ -78,6 +79,27 @@ def load(path: Path, fresh: Callable[[], Ingestor]) -> Restored:
     )
     taken_at = meta.get("savedAt")
     return Restored(ingestor, float(taken_at) if taken_at is not None else None, len(data))
+
+
+def _keep_own_shoppers(ingestor: Ingestor, saved_shard: object) -> None:
+    """A state saved under another sharding keeps only the shoppers this replica owns now, so
+    the shard check may trust every tracked shopper (see Ingestor). Pseudonyms hide the ids
+    the shards are reckoned from: those states are kept whole."""
+    shard = ingestor.shard
+    if shard is None or saved_shard == str(shard) or ingestor.pseudonyms is not None:
+        return
+    store = ingestor.store
+    foreign = [uid for uid in store.tables().shoppers if shard.owner(uid) != shard.index]
+    for user_id in foreign:
+        store.erase(user_id)
+    log.warning(
+        "the snapshot was taken as shard %s; as shard %s this replica keeps %d of its shoppers "
+        "and lets go of %d that other shards own",
+        saved_shard or "(none)",
+        shard,
+        len(store),
+        len(foreign),
+    )
 
 
 def _read(data: bytes, ingestor: Ingestor) -> dict[str, Any]:

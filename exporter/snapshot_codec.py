@@ -121,6 +121,7 @@ def write(out: SectionWriter, ingestor: Ingestor, saved_at: float) -> None:
                 "shoppers": len(shoppers),
                 "events": len(log),
                 "exporter": __version__,
+                "shard": None if ingestor.shard is None else str(ingestor.shard),
             }
         ),
     )

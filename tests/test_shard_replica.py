@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -9,8 +10,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
+from snapshot_shapes import Clock, make_ingestor, record
 from test_sources import PollUpstream, ServerFactory, quick, user_ids
 
+from exporter import snapshot
 from exporter.app import create_app
 from exporter.keys import INGESTOR, STORE
 from exporter.settings import Settings
@@ -187,3 +190,46 @@ async def test_forwarded_events_carry_the_shard_as_a_stream_label(
     assert pushed
     assert all(s["stream"]["shard"] == "0" for s in pushed)
     assert all(s["stream"]["job"] == "shopper-events" for s in pushed)
+
+
+def test_only_new_shoppers_are_hashed_and_misrouted_ones_still_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The shard check hashes a shopper the replica does not track yet; its next updates are
+    applied without one, and a new shopper of another shard is still refused."""
+    hashed: list[str] = []
+    real_owner = Shard.owner
+
+    def counting(self: Shard, user_id: str) -> int:
+        hashed.append(user_id)
+        return real_owner(self, user_id)
+
+    monkeypatch.setattr(Shard, "owner", counting)
+    clock = Clock()
+    ingestor = make_ingestor(Settings(shard=SHARD), clock)
+    mine, theirs = MINE[0], THEIRS[0]
+    for step in range(4):
+        report = ingestor.ingest([record(mine, step, pageViews=step + 1)], "http").to_json()
+        assert report["accepted"] == 1
+    assert hashed == [mine]
+    report = ingestor.ingest([record(theirs, 5)], "http").to_json()
+    assert refused_here(report)[0]["shard"] == 1
+    assert theirs not in ingestor.store
+
+
+def test_a_state_saved_under_another_sharding_keeps_only_this_shards_shoppers(
+    tmp_path: Path,
+) -> None:
+    """Restored as shard 0 of 2 from a snapshot of one unsharded service, the replica keeps
+    exactly the shoppers shard 0 owns, and refuses the others' next records."""
+    clock = Clock()
+    whole = make_ingestor(Settings(), clock)
+    everyone = [f"u{i}" for i in range(40)]
+    whole.ingest([record(uid, 0) for uid in everyone], "http")
+    path = tmp_path / "state"
+    snapshot.save(path, whole)
+    replica = snapshot.load(path, lambda: make_ingestor(Settings(shard=SHARD), clock)).ingestor
+    kept = sorted(s.user_id for s in replica.store.newest(limit=100))
+    assert kept == sorted(uid for uid in everyone if shard_of(uid, 2) == 0)
+    report = replica.ingest([record(THEIRS[0], 1)], "http").to_json()
+    assert refused_here(report)[0]["shard"] == 1

@@ -14,6 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from playwright.sync_api import Browser, Page
 
+from exporter.outbox import owner_of
 from exporter.sharding import MAX_SHARDS, Shard, fnv1a_64, jump_hash, parse_shard, shard_of
 
 from browser_shop import CLIENT, OriginServer, checked_page, open_shop
@@ -62,6 +63,15 @@ def test_vectors_cover_empty_ascii_non_ascii_and_long_ids_at_every_count() -> No
         by_id.setdefault(v["userId"], set()).add(v["count"])
     assert all(counts >= {1, 2, 3, 7, 16, 1000, MAX_SHARDS} for counts in by_id.values())
     assert len({v["shard"] for v in vectors if v["count"] == 1000}) > 20  # not all one answer
+
+
+def test_a_producers_remembered_shards_match_the_shared_vectors() -> None:
+    """The producer's split (which remembers each shopper's shard) gives every vector's shard,
+    asked twice (computed, then remembered)."""
+    vectors = shared_vectors()
+    for _ in range(2):
+        got = [owner_of({"userId": v["userId"]}, v["count"]) for v in vectors]
+        assert got == [v["shard"] for v in vectors]
 
 
 def test_python_shard_of_matches_the_shared_vectors() -> None:
