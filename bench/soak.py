@@ -140,9 +140,8 @@ class Soak:
 
     # --- load ---------------------------------------------------------------------------
 
-    async def generate(self) -> None:
+    async def generate(self, population: Population) -> None:
         """Batch the population's updates every TICK on the wall clock until the end."""
-        population = Population(self.args.shoppers, self.args.rate)
         end = self.started + self.args.minutes * 60
         next_tick = time.monotonic()
         recent: collections.deque[int] = collections.deque(maxlen=int(10 / TICK))
@@ -317,6 +316,11 @@ class Soak:
         await self.take_census(session)
 
     async def run(self) -> dict[str, Any]:
+        population = Population(self.args.shoppers, self.args.rate)
+        primed = time.perf_counter()
+        # The store's last half hour is played before the clock starts, not in the first tick.
+        population.generator.prime(time.time())
+        print(f"population primed in {time.perf_counter() - primed:.0f} s", flush=True)
         self.started = time.monotonic()
         timeout = aiohttp.ClientTimeout(total=None, sock_read=None)
         async with aiohttp.ClientSession(timeout=timeout) as session:
@@ -333,7 +337,7 @@ class Soak:
             await asyncio.sleep(0.5)  # subscribed before the first update
             self.started = time.monotonic()
             await asyncio.gather(
-                self.generate(),
+                self.generate(population),
                 self.push_http(session),
                 self.push_ws(session),
                 self.sampler(session),
