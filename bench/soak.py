@@ -47,6 +47,7 @@ from exporter.demo import DemoGenerator
 
 TICK = 0.2  # seconds between batches: five bodies per second per transport
 SAMPLE_EVERY = 5.0
+BODY_RECORDS = 2000  # updates (and as many events) in one body at most
 ACK_WINDOW = 4  # WebSocket messages awaiting their ack before the sender waits
 
 
@@ -156,9 +157,11 @@ class Soak:
             for transport in ("http", "ws"):
                 mine = [u for u in updates if transport_of(u["userId"]) == transport]
                 theirs = [e for e in events if transport_of(e["userId"]) == transport]
-                if mine or theirs:
-                    body = orjson.dumps({"metrics": mine, "events": theirs})
-                    self.queues[transport].put_nowait((body, len(mine), len(theirs)))
+                # The first tick announces the whole primed store: more than a body may hold.
+                for at in range(0, max(len(mine), len(theirs)), BODY_RECORDS):
+                    part, extra = mine[at : at + BODY_RECORDS], theirs[at : at + BODY_RECORDS]
+                    body = orjson.dumps({"metrics": part, "events": extra})
+                    self.queues[transport].put_nowait((body, len(part), len(extra)))
             next_tick += TICK
             await asyncio.sleep(max(0.0, next_tick - time.monotonic()))
         self.stopping.set()
