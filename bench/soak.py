@@ -292,9 +292,15 @@ class Soak:
 
     async def take_census(self, session: aiohttp.ClientSession) -> None:
         minute = (time.monotonic() - self.started) / 60
-        async with session.get(f"{self.exporter.base}/debug/memory?top=0") as resp:
-            resp.raise_for_status()
-            found = await resp.json(loads=orjson.loads)
+        for _ in range(10):  # 503 while a snapshot writer outlasts the census's wait
+            async with session.get(f"{self.exporter.base}/debug/memory?top=0") as resp:
+                if resp.status != 503:
+                    resp.raise_for_status()
+                    found = await resp.json(loads=orjson.loads)
+                    break
+        else:
+            print(f"no census at {minute:.1f} min: the exporter stayed busy", flush=True)
+            return
         self.censuses.append((minute, found))
         print(
             f"census at {minute:.1f} min: RSS {size(found['rss'])}, traced "
