@@ -292,7 +292,7 @@ class Soak:
 
     async def take_census(self, session: aiohttp.ClientSession) -> None:
         minute = (time.monotonic() - self.started) / 60
-        for _ in range(10):  # 503 while a snapshot writer outlasts the census's wait
+        for _ in range(10):  # 503 (older exporters) while a snapshot writer outlasts the wait
             async with session.get(f"{self.exporter.base}/debug/memory?top=0") as resp:
                 if resp.status != 503:
                     resp.raise_for_status()
@@ -522,7 +522,10 @@ def census_report(censuses: list[tuple[float, dict[str, Any]]]) -> str:
             [" / ".join(f"{g['collections']:,}" for g in f["gc"]["generations"]) for f in founds],
         ),
         row("Uncollectable (gc.garbage)", [f"{f['gc']['garbage']:,}" for f in founds]),
-        row("Objects of the project's types", [f"{sum(f['objects'].values()):,}" for f in founds]),
+        row(
+            "Objects of the project's types",
+            [_count(sum(f["objects"].values()) if f["objects"] else None) for f in founds],
+        ),
         row("Census took", [f"{f['seconds']:.1f} s" for f in founds]),
     ]
     first, last = founds[0], founds[-1]
@@ -549,16 +552,22 @@ def census_report(censuses: list[tuple[float, dict[str, Any]]]) -> str:
         lines.append(
             f"| `{name}` | " + " | ".join(sizes) + f" | {signed_size(grew)} | {blocks:,} |"
         )
-    shown = sorted(last["objects"], key=lambda k: -last["objects"][k])[:TYPES_SHOWN]
+    counted = [f for f in founds if f["objects"]]  # a census under a busy writer has none
+    if not counted:
+        return "\n".join(lines) + "\n"
+    final = counted[-1]
+    shown = sorted(final["objects"], key=lambda k: -final["objects"][k])[:TYPES_SHOWN]
     lines += ["", f"Objects of the project's types (the {len(shown)} most numerous at the end):"]
     lines += ["", f"| Type | {heads} |", rule]
     for kind in shown:
-        lines.append(row(f"`{kind}`", [f"{f['objects'].get(kind, 0):,}" for f in founds]))
-    common = list(last["commonObjects"])[:TYPES_SHOWN]
+        lines.append(row(f"`{kind}`", [_count((f["objects"] or {}).get(kind)) for f in founds]))
+    common = list(final["commonObjects"])[:TYPES_SHOWN]
     lines += ["", "Most numerous objects of any type the collector tracks:", ""]
     lines += [f"| Type | {heads} |", rule]
     for kind in common:
-        lines.append(row(f"`{kind}`", [_count(f["commonObjects"].get(kind)) for f in founds]))
+        lines.append(
+            row(f"`{kind}`", [_count((f["commonObjects"] or {}).get(kind)) for f in founds])
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -112,14 +112,15 @@ def collector_view() -> dict[str, Any]:
     }
 
 
-def census(top: int) -> dict[str, Any]:
+def census(top: int, count_objects: bool = True) -> dict[str, Any]:
     """One census of the process: RSS, traced memory and its top sites, the collector's view,
-    and object counts by type. Sites are empty when allocations are not traced."""
+    and object counts by type (None when not to be counted). Sites are empty when allocations
+    are not traced."""
     tracing = tracemalloc.is_tracing()
     sites = allocation_sites(top) if tracing else []
     current, peak = tracemalloc.get_traced_memory() if tracing else (0, 0)
     overhead = tracemalloc.get_tracemalloc_memory() if tracing else 0
-    ours, common = object_counts()
+    ours, common = object_counts() if count_objects else (None, None)
     return {
         "rss": rss_bytes(),
         "tracing": tracing,
