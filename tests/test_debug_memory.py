@@ -12,8 +12,10 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 
+from exporter.api import debug
 from exporter.app import create_app
 from exporter.cli import settings_from_args
+from exporter.keys import STATUS
 from exporter.settings import Settings
 
 from support import http_request, run_exporter, shopper
@@ -103,3 +105,19 @@ def test_a_real_exporter_is_traced_from_start(tmp_path: Path) -> None:
     assert any(site.startswith("exporter/") for site in sites)
     assert not any(site.startswith(str(Path.cwd())) for site in sites if "exporter/" in site)
     assert body["objects"]["exporter.store.ShopperStore"] == 1
+
+
+async def test_under_a_busy_writer_the_census_leaves_objects_uncounted(
+    aiohttp_client: ClientFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While a snapshot writer stays at work past the wait, the census still answers (sites,
+    collector counts) but walks no object: that would copy the pages the writer shares."""
+    monkeypatch.setattr(debug, "WRITER_WAIT", 0.3)
+    client = await census_client(aiohttp_client)
+    client.server.app[STATUS].gc.writer_at_work = lambda: True
+    resp = await client.get("/debug/memory?top=3")
+    assert resp.status == 200
+    body = await resp.json()
+    assert body["objects"] is None
+    assert body["commonObjects"] is None
+    assert len(body["sites"]) == 3
