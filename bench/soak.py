@@ -269,6 +269,8 @@ class Soak:
             "subscribers": sums.get("shopper_exporter_stream_subscribers", 0),
             "dropped_frames": sums.get("shopper_exporter_stream_dropped_frames_total", 0),
             "frames": sum(s.frames for s in self.subscribers),
+            "log_events": sums.get("shopper_exporter_event_log_entries", 0),
+            "log_bytes": sums.get("shopper_exporter_event_log_bytes", 0),
         }
         self.samples.append(point)
         return point
@@ -426,8 +428,8 @@ def report(soak: Soak, final: dict[str, Any], args: argparse.Namespace) -> str:
         f"{len(soak.subscribers)} live subscribers.",
         "",
         "| Minute | RSS | vs warm-up | Updates/s (last minute) | Tracked shoppers "
-        "| Online | Live frames/s | /metrics |",
-        "|---|---|---|---|---|---|---|---|",
+        "| Online | Live frames/s | /metrics | Event log (its estimate) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     # One row a minute; the sample taken as the load stops stands for the last minute.
     by_minute = {round(p["seconds"] / 60): p for p in samples[:-1] if p["seconds"] % 60 < 2.5}
@@ -439,7 +441,8 @@ def report(soak: Soak, final: dict[str, Any], args: argparse.Namespace) -> str:
             f"| {(point['rss'] - base['rss']) / base['rss']:+.1%} "
             f"| {per_second(previous, point, 'sent_updates')} "
             f"| {point['tracked']:,.0f} | {point['active']:,.0f} "
-            f"| {per_second(previous, point, 'frames')} | {point['scrape_ms']:.1f} ms |"
+            f"| {per_second(previous, point, 'frames')} | {point['scrape_ms']:.1f} ms "
+            f"| {point['log_events']:,.0f} events, {size(point['log_bytes'])} |"
         )
         previous = point
     lines += [
