@@ -1,6 +1,8 @@
 """Soak: one exporter under steady mixed traffic with live subscribers, for --minutes.
 
     .venv/bin/python bench/soak.py [--minutes 10] [--rate 5000] [--shoppers 20000]
+        [--census-every 10] [--state-file PATH] [--event-log-retention 1h]
+        [--event-log-max-bytes 16MiB]
 
 A demo population of returning shoppers (fixed userIds) sends --rate updates/s: each shopper
 keeps one transport, half HTTP bulk (POST /api/metrics), half WebSocket pushes (/ws), batched
@@ -10,8 +12,17 @@ warm-up (< 5 % growth: the mean of the samples in the last minute against the me
 the first minute after warm-up, minute 2 by default; single samples swing with the allocator, so
 the point-to-point change, the least-squares trend and the swing are reported beside it) and
 the acks' accepted + ignored equal to the
-exporter's shopper_updates_received_total minus shopper_updates_rejected_total. Prints Markdown
-tables; writes bench/out/soak.md and every sample to bench/out/soak.csv.
+exporter's shopper_updates_received_total minus shopper_updates_rejected_total.
+
+With --census-every N (minutes; 0 = off) the exporter runs with --debug-memory and an
+allocation census (GET /debug/memory: tracemalloc by file and line, gc counts, objects of the
+project's types) is taken at the end of the warm-up, every N minutes after it and as the load
+stops; the report gives the sites that grew most from the first census to the last, with their
+size at every census, so a site that grew and then stopped is told from one still growing.
+Tracing costs the exporter memory and time of its own (the census reports its overhead).
+
+Prints Markdown tables; writes bench/out/soak.md, every sample to bench/out/soak.csv and each
+census to bench/out/soak-census-<minute>.json.
 """
 
 from __future__ import annotations
@@ -22,6 +33,7 @@ import collections
 import contextlib
 import csv
 import itertools
+import json
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -35,6 +47,7 @@ from exporter.demo import DemoGenerator
 
 TICK = 0.2  # seconds between batches: five bodies per second per transport
 SAMPLE_EVERY = 5.0
+BODY_RECORDS = 2000  # updates (and as many events) in one body at most
 ACK_WINDOW = 4  # WebSocket messages awaiting their ack before the sender waits
 
 
@@ -124,12 +137,12 @@ class Soak:
         self.samples: list[dict[str, Any]] = []
         self.stopping = asyncio.Event()
         self.started = 0.0
+        self.censuses: list[tuple[float, dict[str, Any]]] = []  # (minute, census)
 
     # --- load ---------------------------------------------------------------------------
 
-    async def generate(self) -> None:
+    async def generate(self, population: Population) -> None:
         """Batch the population's updates every TICK on the wall clock until the end."""
-        population = Population(self.args.shoppers, self.args.rate)
         end = self.started + self.args.minutes * 60
         next_tick = time.monotonic()
         recent: collections.deque[int] = collections.deque(maxlen=int(10 / TICK))
@@ -144,9 +157,11 @@ class Soak:
             for transport in ("http", "ws"):
                 mine = [u for u in updates if transport_of(u["userId"]) == transport]
                 theirs = [e for e in events if transport_of(e["userId"]) == transport]
-                if mine or theirs:
-                    body = orjson.dumps({"metrics": mine, "events": theirs})
-                    self.queues[transport].put_nowait((body, len(mine), len(theirs)))
+                # The first tick announces the whole primed store: more than a body may hold.
+                for at in range(0, max(len(mine), len(theirs)), BODY_RECORDS):
+                    part, extra = mine[at : at + BODY_RECORDS], theirs[at : at + BODY_RECORDS]
+                    body = orjson.dumps({"metrics": part, "events": extra})
+                    self.queues[transport].put_nowait((body, len(part), len(extra)))
             next_tick += TICK
             await asyncio.sleep(max(0.0, next_tick - time.monotonic()))
         self.stopping.set()
@@ -254,6 +269,8 @@ class Soak:
             "subscribers": sums.get("shopper_exporter_stream_subscribers", 0),
             "dropped_frames": sums.get("shopper_exporter_stream_dropped_frames_total", 0),
             "frames": sum(s.frames for s in self.subscribers),
+            "log_events": sums.get("shopper_exporter_event_log_entries", 0),
+            "log_bytes": sums.get("shopper_exporter_event_log_bytes", 0),
         }
         self.samples.append(point)
         return point
@@ -275,7 +292,45 @@ class Soak:
                 await asyncio.wait_for(self.stopping.wait(), max(0.0, delay))
         await self.sample(session)
 
+    async def take_census(self, session: aiohttp.ClientSession) -> None:
+        minute = (time.monotonic() - self.started) / 60
+        for _ in range(10):  # 503 (older exporters) while a snapshot writer outlasts the wait
+            async with session.get(f"{self.exporter.base}/debug/memory?top=0") as resp:
+                if resp.status != 503:
+                    resp.raise_for_status()
+                    found = await resp.json(loads=orjson.loads)
+                    break
+        else:
+            print(f"no census at {minute:.1f} min: the exporter stayed busy", flush=True)
+            return
+        self.censuses.append((minute, found))
+        print(
+            f"census at {minute:.1f} min: RSS {size(found['rss'])}, traced "
+            f"{size(found['traced']['current'])} in {found['seconds']:.1f} s",
+            flush=True,
+        )
+
+    async def census_taker(self, session: aiohttp.ClientSession) -> None:
+        """A census at the end of the warm-up, every --census-every minutes, and at the end."""
+        every = self.args.census_every * 60
+        if every <= 0:
+            return
+        at = min(self.args.warmup, self.args.minutes / 2) * 60
+        while True:
+            with contextlib.suppress(TimeoutError):
+                delay = self.started + at - time.monotonic()
+                await asyncio.wait_for(self.stopping.wait(), max(0.0, delay))
+            if self.stopping.is_set():
+                break
+            await self.take_census(session)
+            at += every
+        await self.take_census(session)
+
     async def run(self) -> dict[str, Any]:
+        population = Population(self.args.shoppers, self.args.rate)
+        # Not the demo's half hour played at the first tick: that takes minutes here, and its
+        # catch-up arrives as one burst of more shoppers than there are ids.
+        population.generator.open_empty(time.time())
         self.started = time.monotonic()
         timeout = aiohttp.ClientTimeout(total=None, sock_read=None)
         async with aiohttp.ClientSession(timeout=timeout) as session:
@@ -292,10 +347,11 @@ class Soak:
             await asyncio.sleep(0.5)  # subscribed before the first update
             self.started = time.monotonic()
             await asyncio.gather(
-                self.generate(),
+                self.generate(population),
                 self.push_http(session),
                 self.push_ws(session),
                 self.sampler(session),
+                self.census_taker(session),
             )
             await asyncio.sleep(2)  # the last frames reach the subscribers
             final = await self.sample(session)
@@ -372,8 +428,8 @@ def report(soak: Soak, final: dict[str, Any], args: argparse.Namespace) -> str:
         f"{len(soak.subscribers)} live subscribers.",
         "",
         "| Minute | RSS | vs warm-up | Updates/s (last minute) | Tracked shoppers "
-        "| Online | Live frames/s | /metrics |",
-        "|---|---|---|---|---|---|---|---|",
+        "| Online | Live frames/s | /metrics | Event log (its estimate) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     # One row a minute; the sample taken as the load stops stands for the last minute.
     by_minute = {round(p["seconds"] / 60): p for p in samples[:-1] if p["seconds"] % 60 < 2.5}
@@ -385,7 +441,8 @@ def report(soak: Soak, final: dict[str, Any], args: argparse.Namespace) -> str:
             f"| {(point['rss'] - base['rss']) / base['rss']:+.1%} "
             f"| {per_second(previous, point, 'sent_updates')} "
             f"| {point['tracked']:,.0f} | {point['active']:,.0f} "
-            f"| {per_second(previous, point, 'frames')} | {point['scrape_ms']:.1f} ms |"
+            f"| {per_second(previous, point, 'frames')} | {point['scrape_ms']:.1f} ms "
+            f"| {point['log_events']:,.0f} events, {size(point['log_bytes'])} |"
         )
         previous = point
     lines += [
@@ -427,6 +484,96 @@ def report(soak: Soak, final: dict[str, Any], args: argparse.Namespace) -> str:
     return "\n".join(lines) + "\n"
 
 
+GROWING_SITES = 15
+TYPES_SHOWN = 12
+
+
+def signed_size(n: float) -> str:
+    return ("+" if n >= 0 else "−") + size(abs(n))
+
+
+def _count(n: int | None) -> str:
+    """A count, or — where the census did not list the type (not among its most numerous)."""
+    return "—" if n is None else f"{n:,}"
+
+
+def census_report(censuses: list[tuple[float, dict[str, Any]]]) -> str:
+    """Tables of the censuses: the process at each; the sites that grew most from the first to
+    the last, with their size at every census; the project's types counted at each."""
+    if not censuses:
+        return ""
+    heads = " | ".join(f"{minute:.1f} min" for minute, _ in censuses)
+    rule = "|---" * (len(censuses) + 1) + "|"
+
+    def row(name: str, values: list[str]) -> str:
+        return f"| {name} | " + " | ".join(values) + " |"
+
+    founds = [found for _, found in censuses]
+    lines = [
+        "",
+        "Allocation census (`GET /debug/memory`, exporter run with `--debug-memory`):",
+        "",
+        f"| Census | {heads} |",
+        rule,
+        row("RSS", [size(f["rss"]) for f in founds]),
+        row("Traced by tracemalloc", [size(f["traced"]["current"]) for f in founds]),
+        row("tracemalloc's own memory", [size(f["traced"]["overhead"]) for f in founds]),
+        row("Allocated blocks", [f"{f['allocatedBlocks']:,}" for f in founds]),
+        row("Frozen objects", [f"{f['gc']['frozen']:,}" for f in founds]),
+        row(
+            "Collections gen 0 / 1 / 2",
+            [" / ".join(f"{g['collections']:,}" for g in f["gc"]["generations"]) for f in founds],
+        ),
+        row("Uncollectable (gc.garbage)", [f"{f['gc']['garbage']:,}" for f in founds]),
+        row(
+            "Objects of the project's types",
+            [_count(sum(f["objects"].values()) if f["objects"] else None) for f in founds],
+        ),
+        row("Census took", [f"{f['seconds']:.1f} s" for f in founds]),
+    ]
+    first, last = founds[0], founds[-1]
+    by_site = [{s["site"]: s for s in f["sites"]} for f in founds]
+    growth = sorted(
+        (
+            (site["bytes"] - by_site[0].get(name, {}).get("bytes", 0), name)
+            for name, site in by_site[-1].items()
+        ),
+        reverse=True,
+    )[:GROWING_SITES]
+    lines += [
+        "",
+        f"Allocation sites that grew most from the first census to the last (live bytes, "
+        f"blocks at the last); the whole traced memory went {size(first['traced']['current'])}"
+        f" → {size(last['traced']['current'])}:",
+        "",
+        f"| Site | {heads} | Growth | Blocks |",
+        "|---" * (len(censuses) + 3) + "|",
+    ]
+    for grew, name in growth:
+        sizes = [size(sites.get(name, {}).get("bytes", 0)) for sites in by_site]
+        blocks = by_site[-1][name]["blocks"]
+        lines.append(
+            f"| `{name}` | " + " | ".join(sizes) + f" | {signed_size(grew)} | {blocks:,} |"
+        )
+    counted = [f for f in founds if f["objects"]]  # a census under a busy writer has none
+    if not counted:
+        return "\n".join(lines) + "\n"
+    final = counted[-1]
+    shown = sorted(final["objects"], key=lambda k: -final["objects"][k])[:TYPES_SHOWN]
+    lines += ["", f"Objects of the project's types (the {len(shown)} most numerous at the end):"]
+    lines += ["", f"| Type | {heads} |", rule]
+    for kind in shown:
+        lines.append(row(f"`{kind}`", [_count((f["objects"] or {}).get(kind)) for f in founds]))
+    common = list(final["commonObjects"])[:TYPES_SHOWN]
+    lines += ["", "Most numerous objects of any type the collector tracks:", ""]
+    lines += [f"| Type | {heads} |", rule]
+    for kind in common:
+        lines.append(
+            row(f"`{kind}`", [_count((f["commonObjects"] or {}).get(kind)) for f in founds])
+        )
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=10.0)
@@ -436,18 +583,47 @@ def main() -> None:
     parser.add_argument(
         "--event-log-max-bytes",
         default="16MiB",
-        help="the exporter's event-log bound; the log grows until it holds this much (or an "
-        "hour), so it must fill during the warm-up for RSS to be flat after it",
+        help="the exporter's event-log bound; the log grows until it holds this much (or "
+        "--event-log-retention), so it must fill during the warm-up for RSS to be flat after it",
     )
+    parser.add_argument(
+        "--event-log-retention", default="1h", help="the exporter's event-log age bound"
+    )
+    parser.add_argument(
+        "--census-every",
+        type=float,
+        default=10.0,
+        help="minutes between allocation censuses after the warm-up (0: no census, and the "
+        "exporter runs without --debug-memory)",
+    )
+    parser.add_argument("--state-file", help="the exporter snapshots its state to this file")
+    parser.add_argument("--snapshot-interval", type=float, default=30.0)
     args = parser.parse_args()
     print(f"Machine: {machine()}; load average {load_average()}", flush=True)
-    with exporter_service("--event-log-max-bytes", args.event_log_max_bytes) as exporter:
+    options = [
+        "--event-log-max-bytes",
+        args.event_log_max_bytes,
+        "--event-log-retention",
+        args.event_log_retention,
+    ]
+    if args.census_every > 0:
+        options.append("--debug-memory")
+    if args.state_file:
+        options += [
+            "--state-file",
+            args.state_file,
+            "--snapshot-interval",
+            str(args.snapshot_interval),
+        ]
+    with exporter_service(*options) as exporter:
         soak = Soak(exporter, args)
         final = asyncio.run(soak.run())
-    text = report(soak, final, args)
+    text = report(soak, final, args) + census_report(soak.censuses)
     print()
     print(text)
     OUT.mkdir(parents=True, exist_ok=True)
+    for minute, found in soak.censuses:
+        (OUT / f"soak-census-{minute:04.1f}.json").write_text(json.dumps(found, indent=1))
     (OUT / "soak.md").write_text(text)
     with (OUT / "soak.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(soak.samples[0]))

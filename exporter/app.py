@@ -20,6 +20,7 @@ from exporter.api.alerts import setup_alerts
 from exporter.api.auth import setup_auth
 from exporter.api.client_files import setup_client_files
 from exporter.api.cors import setup_cors
+from exporter.api.debug import setup_debug
 from exporter.api.demo import setup_demo
 from exporter.api.errors import json_errors
 from exporter.api.ingest import setup_ingest
@@ -222,6 +223,7 @@ def create_app(settings: Settings) -> web.Application:
     setup_drilldown(app)
     setup_stream(app)
     setup_sources(app)
+    setup_debug(app)
     app.router.add_get("/metrics", scrape_handler(app[REGISTRY]))
     app.cleanup_ctx.append(_garbage)
     app.cleanup_ctx.append(_snapshots)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 from aiohttp import web
 
-from exporter import __version__
+from exporter import __version__, memory_census
 from exporter.allocator import keep_large_blocks_apart
 from exporter.settings import (
     DEFAULT_ORDER_PHRASES,
@@ -374,6 +374,15 @@ def _service_parser() -> _Parser:
         help="Web origins whose pages may push, read and stream (https://shop.example; "
         "comma-separated or repeated; * = any, refused with tokens)",
     )
+    p.add_argument(
+        "--debug-memory",
+        dest="debug_memory",
+        action="store_true",
+        default=os.environ.get(_env_name("debug_memory"), "").lower() in {"1", "true", "yes"},
+        help="Trace allocations from start and serve the allocation census at GET "
+        "/debug/memory (write token); tracing costs memory and time, so off unless looking "
+        "for a leak [env SHOPPER_DEBUG_MEMORY]",
+    )
     p.option(
         "--log-level",
         dest="log_level",
@@ -435,6 +444,7 @@ def settings_from_args(argv: Sequence[str]) -> Settings:
             cors_origins=tuple(cors_origins),
             log_level=args.log_level,
             shard=args.shard,
+            debug_memory=args.debug_memory,
         )
     except SettingsError as err:
         parser.error("; ".join(f"{_flag(name)} must be {need}" for name, need in err.problems))
@@ -494,6 +504,8 @@ def run_service(argv: Sequence[str]) -> None:
     )
     from exporter.app import create_app
 
+    if settings.debug_memory:  # before the state is built or restored, so it is counted
+        memory_census.start()
     try:
         app = create_app(settings)
     except ValueError as err:  # e.g. a --source URL of an unknown kind

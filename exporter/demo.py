@@ -202,6 +202,11 @@ class DemoGenerator:
         self._due.clear()
         return updates
 
+    def open_empty(self, now: float) -> None:
+        """Open the store empty at `now`, with no half hour played before it: shoppers arrive
+        from the first tick on (benchmarks that need a steady pace from the start)."""
+        self._next_arrival = now
+
     def prime(self, now: float) -> None:
         """Play the store's last half hour (simulated) without sending it, then announce everyone
         still shopping: the first figures are those of a store in full swing, not an empty one.

@@ -97,6 +97,8 @@ class Settings:
     cors_origins: tuple[str, ...] = ()
     """Web origins (`https://shop.example`) whose pages may call the API; `*` = any (no tokens)."""
     log_level: str = "info"
+    debug_memory: bool = False
+    """Whether allocations are traced from start and GET /debug/memory serves the census."""
     shard: Shard | None = None
     """This replica's part of the shoppers (`--shard INDEX/COUNT`); None = every shopper."""
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
     from exporter.shopper import Shopper
 
+SECONDS_CACHED: Final = 4096
+"""Formatted seconds kept at most: more than an hour of distinct seconds (session starts reach
+an hour back), about 550 KiB when full; then the cache starts over."""
 _SECOND_TEXT: dict[int, str] = {}
 """ISO text of whole seconds already formatted: a shopper's view holds four times, mostly within
 the same few seconds, and isoformat costs several times the lookup."""
@@ -32,7 +35,7 @@ def iso_time(moment: float | None) -> str | None:
             prefix = datetime.fromtimestamp(whole, UTC).isoformat()[:19]
         except (OverflowError, OSError, ValueError):
             return None
-        if len(_SECOND_TEXT) >= 4096:
+        if len(_SECOND_TEXT) >= SECONDS_CACHED:
             _SECOND_TEXT.clear()
         _SECOND_TEXT[whole] = prefix
     return f"{prefix}.{micro // 1000:03d}+00:00"

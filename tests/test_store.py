@@ -9,6 +9,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from exporter import views
 from exporter.events import ShoppingEvent
 from exporter.model import ShopperEventIn, ShopperUpdate
 from exporter.outcomes import Unapplied
@@ -366,3 +367,13 @@ def _isoformat(moment: float) -> str | None:
 def test_view_times_match_isoformat(moment: float) -> None:
     """The cached formatter of view times gives exactly datetime's ISO text (or None)."""
     assert view_time(moment) == _isoformat(moment)
+
+
+def test_the_cache_of_formatted_seconds_stops_at_its_bound() -> None:
+    """After 10,000 distinct seconds the view's cache of formatted seconds holds at most 4,096
+    (the soak's census showed it growing a second at a time), and times still format right."""
+    start = 1_700_000_000
+    for second in range(start, start + 10_000):
+        view_time(second + 0.25)
+        assert len(views._SECOND_TEXT) <= views.SECONDS_CACHED == 4096
+    assert view_time(start + 9_999.5) == _isoformat(start + 9_999.5)

@@ -2,7 +2,8 @@
 
 A request presents a token as `Authorization: Bearer <token>`, as `?access_token=<token>` (for
 EventSource and WebSocket clients that cannot set headers), or as the `shopper_token` cookie that
-the live page sets when opened with `/?token=<token>`. The write token also grants reads.
+the live page sets when opened with `/?token=<token>`. The write token also grants reads, and
+alone opens the operator's /debug/ endpoints.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ OPEN_PATHS = frozenset({"/healthz", "/readyz", "/ready", "/", "/api/openapi.json
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 #: GETs that push data in: WebSocket ingest.
 WRITE_PATHS = frozenset({"/ws"})
+#: Operator endpoints: they reveal the service's insides and pause it while they look.
+ADMIN_PREFIX = "/debug/"
 
 
 def presented_token(request: web.Request) -> str | None:
@@ -48,7 +51,7 @@ def required_scope(request: web.Request, protect_metrics: bool) -> str | None:
         return None
     if path == "/metrics" and not protect_metrics:
         return None
-    if request.method in WRITE_METHODS or path in WRITE_PATHS:
+    if request.method in WRITE_METHODS or path in WRITE_PATHS or path.startswith(ADMIN_PREFIX):
         return "write"
     return "read"
 
