@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import gc
+import sys
 import time
 import tracemalloc
 from typing import Any
 
 import orjson
 
+from exporter.compaction import MapCompactor
 from exporter.eventlog import EventLog, Hub
 from exporter.ingest import Ingestor
 from exporter.labels import OTHER, SHARED_MAPPINGS, LabelCap
@@ -98,3 +100,34 @@ def test_a_new_shopper_of_the_briefs_full_record_takes_under_640_traced_bytes() 
     grown = sum(d.size_diff for d in after.filter_traces(log).compare_to(before, "filename"))
     assert len(ingestor.store) == 2001
     assert grown / 2000 < 640, f"{grown / 2000:.0f} bytes a shopper"
+
+
+class TestMapCompactor:
+    def test_a_map_held_at_n_under_churn_keeps_the_table_a_copy_of_it_gets(self) -> None:
+        """120,000 shoppers in and out of a map held at 12,000, tended every 1,000: its table
+        never outgrows that of a compact copy of 12,000 entries, and its order is kept."""
+        table: dict[str, int] = {f"s{i}": i for i in range(12_000)}
+        taken = [12_000]
+        compactor = MapCompactor(table, lambda: taken[0])
+        bound = sys.getsizeof(dict(table))
+        untended: dict[str, int] = dict(table)
+        for i in range(12_000, 132_000):
+            for one in (table, untended):
+                del one[f"s{i - 12_000}"]
+                one[f"s{i}"] = i
+            taken[0] += 1
+            if i % 1000 == 0:
+                compactor.tend()
+                assert sys.getsizeof(table) <= bound
+        assert compactor.copies > 0
+        assert list(table) == [f"s{i}" for i in range(120_000, 132_000)]
+        assert sys.getsizeof(untended) > bound  # what CPython's own resizes come to
+
+    def test_a_table_that_would_fill_at_once_is_left_to_grow(self) -> None:
+        """When the intake of a turn would use up a fresh copy's room, no copy is made."""
+        table: dict[str, int] = {f"s{i}": i for i in range(1000)}
+        taken = [0]
+        compactor = MapCompactor(table, lambda: taken[0])
+        taken[0] = 100_000
+        assert compactor.tend() is False
+        assert compactor.copies == 0
