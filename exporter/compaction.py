@@ -4,7 +4,7 @@ Every insertion into a dict takes a new entry; a deletion, or a shopper moved to
 a hole that only a resize reclaims. When the entries run out CPython resizes to fit three times
 the shoppers held, so a map held at N shoppers while others come and go (new shoppers past
 --max-shoppers, each update moving its shopper to the end) settles at a table twice the one a
-copy of it gets (which fits one and a half times N): at 200,000 shoppers 21 MB instead of 10.5.
+copy of it gets (which fits one and a half times N): at 200,000 shoppers 15.4 MB instead of 7.7.
 So once a second the map is copied in place, compact, when the insertions since the last copy
 (at most the records received) could use up its room within `MARGIN` seconds at the latest
 rate. A copy of N shoppers every (room - margin) insertions is a few milliseconds at 200,000.
