@@ -29,6 +29,7 @@ from exporter.api.pages import setup_pages
 from exporter.api.shoppers import setup_shoppers
 from exporter.api.stream import setup_stream
 from exporter.collector import ShopperCollector, build_registry
+from exporter.compaction import MapCompactor
 from exporter.demo import DemoControl
 from exporter.eventlog import EventLog, Hub
 from exporter.finder import ShopperFinder
@@ -36,6 +37,7 @@ from exporter.gc_policy import TEND_EVERY, GcPolicy
 from exporter.history import HistoryRing, run_sampler
 from exporter.ingest import Ingestor
 from exporter.keys import (
+    COMPACTOR,
     DEMO,
     EVENT_LOG,
     FINDER,
@@ -87,13 +89,14 @@ async def _sweep(ingestor: Ingestor) -> None:
 
 async def _background(app: web.Application) -> AsyncIterator[None]:
     """Expiry sweeps, the once-a-second summary frame and history sample, the search index
-    catching up, and the demo if asked for at start."""
+    catching up, the shopper map kept compact, and the demo if asked for at start."""
     settings, ingestor = app[SETTINGS], app[INGESTOR]
     tasks = [
         asyncio.create_task(_every(settings.sweep_interval, partial(_sweep, ingestor), "expiry")),
         asyncio.create_task(_every(settings.summary_interval, ingestor.publish_summary, "summary")),
         asyncio.create_task(run_sampler(app[HISTORY], ingestor.clock)),
         asyncio.create_task(_every(1.0, app[FINDER].keep_up, "search index")),
+        asyncio.create_task(_every(1.0, app[COMPACTOR].tend, "shopper map")),
     ]
     if settings.demo_shoppers:
         app[DEMO].start(settings.demo_shoppers)
@@ -200,6 +203,7 @@ def create_app(settings: Settings) -> web.Application:
     app[STREAMS] = set()
     app[HISTORY] = HistoryRing(store)
     app[FINDER] = ShopperFinder(store)
+    app[COMPACTOR] = MapCompactor(store.tables().shoppers, lambda: sum(ingestor.received.values()))
     app[REGISTRY] = build_registry(ShopperCollector(store, ingestor, event_log, hub, status))
     app[DEMO] = DemoControl(
         ingestor,

@@ -223,7 +223,9 @@ class ShopperFinder:
         self._building = True
 
     def _finish_rebuild(self, built: _Builder) -> None:
-        self._main, self._tail = built.done(), _lines()
+        # The old text goes before the new one is joined: three texts are never held at once.
+        self._main = self._tail = _lines()
+        self._main = built.done()
         self._built, self._building = True, False
         self._take_fresh()
 

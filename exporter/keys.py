@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from exporter.compaction import MapCompactor
 from exporter.demo import DemoControl
 from exporter.eventlog import EventLog, Hub
 from exporter.finder import ShopperFinder
@@ -24,5 +25,6 @@ STATUS = web.AppKey("status", ServiceStatus)
 DEMO = web.AppKey("demo", DemoControl)
 HISTORY = web.AppKey("history", HistoryRing)
 FINDER = web.AppKey("finder", ShopperFinder)
+COMPACTOR = web.AppKey("compactor", MapCompactor)
 #: Open WebSockets and SSE responses (each handler removes its own), closed on shutdown.
 STREAMS: web.AppKey[set[web.StreamResponse]] = web.AppKey("streams")

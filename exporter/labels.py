@@ -7,6 +7,8 @@ from typing import Final
 
 OTHER: Final = "other"
 UNKNOWN: Final = "unknown"
+SHARED_MAPPINGS: Final = 1024
+"""Mappings `LabelCap.keyed` keeps to share before it starts over (each a few hundred bytes)."""
 
 
 class LabelCap:
@@ -16,7 +18,7 @@ class LabelCap:
     string object (this is most of what keeps a tracked shopper under a kilobyte).
     """
 
-    __slots__ = ("_seen", "_sets", "cap", "name", "overflow")
+    __slots__ = ("_mappings", "_seen", "_sets", "cap", "name", "overflow")
 
     def __init__(self, name: str, cap: int) -> None:
         self.name = name
@@ -24,6 +26,7 @@ class LabelCap:
         self.overflow = 0
         self._seen: dict[str, str] = {}
         self._sets: dict[tuple[str, ...], tuple[str, ...]] = {}
+        self._mappings: dict[tuple[tuple[str, float], ...], dict[str, float]] = {}
 
     def __call__(self, value: str) -> str:
         known = self._seen.get(value)
@@ -52,12 +55,21 @@ class LabelCap:
         return capped
 
     def keyed(self, mapping: dict[str, float]) -> dict[str, float]:
-        """The mapping with every key through the cap (one call per mapping, not per key)."""
+        """The mapping with every key through the cap, as one dict shared by every caller with
+        the same keys and values lately (`SHARED_MAPPINGS` of them): callers never change it in
+        place, and a flood of new shoppers reporting the same minutes holds them once."""
         seen = self._seen
-        out: dict[str, float] = {}
-        for key, value in mapping.items():
-            known = seen.get(key)
-            out[known if known is not None else self(key)] = value
+        pairs = tuple(
+            (known if (known := seen.get(key)) is not None else self(key), value)
+            for key, value in mapping.items()
+        )
+        shared = self._mappings.get(pairs)
+        if shared is not None:
+            return shared
+        out = dict(pairs)
+        if len(self._mappings) >= SHARED_MAPPINGS:
+            self._mappings.clear()  # the latest ones are the likeliest to come again
+        self._mappings[pairs] = out
         return out
 
     def values(self) -> list[str]:

@@ -8,6 +8,8 @@ from typing import Final
 
 NO_TIME: Final[Mapping[str, float]] = {}
 """No minutes recorded: shared by every shopper without any, and never written to."""
+NEVER: Final = -math.inf
+"""No order yet: one float shared by every shopper rather than one each."""
 
 
 class Shopper:
@@ -70,7 +72,7 @@ class Shopper:
         self.is_active = self.online = self.cart_open = False
         self.stages = 0
         self.fingerprint = 0
-        self.last_order_at = -math.inf
+        self.last_order_at = NEVER
         self.order_ids: tuple[str, ...] = ()
         """Ids of the last few counted orders (exporter.orders)."""
         self.reported: tuple[int, int, int, int, int, int] | None = None
