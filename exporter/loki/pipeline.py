@@ -9,7 +9,7 @@ from typing import Any, Final
 
 import orjson
 
-from exporter.loki import json_probe, parsers
+from exporter.loki import json_probe, parsers, screens
 from exporter.loki.lexer import parse_bytes, parse_duration
 from exporter.loki.regex import LogRegex
 from exporter.loki.stage_grammar import json_path
@@ -425,11 +425,17 @@ class Pipeline:
 
     def __init__(self, stages: tuple[Stage, ...]) -> None:
         lead: list[Callable[[str], bool]] = []
+        self.screens: list[screens.Screen] = []
+        """Screens of the leading line filters (see screens)."""
         rest = list(stages)
         while rest and isinstance(rest[0], LineFilter):
-            test = line_predicate(rest.pop(0))  # type: ignore[arg-type]
+            line_filter: LineFilter = rest.pop(0)  # type: ignore[assignment]
+            test = line_predicate(line_filter)
             if test is not None:
                 lead.append(test)
+            found = screens.of_line_filter(line_filter)
+            if found is not None:
+                self.screens.append(found)
         self.line_tests = tuple(lead)
         self.json_filter: LabelPredicate | None = None
         """The filter of a leading `| json | filter`, which a scan may try on raw lines."""
@@ -476,6 +482,19 @@ class Pipeline:
             return probe or test
         first = test
         return lambda line: first(line) and probe(line)
+
+    def scan_screens(self, stream_names: frozenset[str]) -> list[screens.Screen]:
+        """Screens every line `scan_test` keeps passes (see screens)."""
+        found = list(self.screens)
+        if self.json_filter is not None:
+            probe = json_probe.screen(self.json_filter, stream_names, check_labels)
+            if probe is not None:
+                found.append(probe)
+        return found
+
+    def number_screen(self, stream_names: frozenset[str]) -> screens.NumberScreen | None:
+        """A leading `| json | name > 100` read off the packed details (see screens)."""
+        return screens.of_json_filter(self.json_filter, stream_names)
 
     def run(self, ts: int, line: str, labels: Labels) -> tuple[str, Labels] | None:
         """The line and labels after every stage, or None when a stage drops it."""

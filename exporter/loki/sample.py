@@ -48,8 +48,9 @@ async def newest_lines(
         window *= 4
     candidates.sort(reverse=True)
     lines: list[str] = []
-    for n, logged in enumerate(log.held(candidates[:want])):
-        result = pipeline.run(logged.ts_ns, logged.line, labeller.for_event(logged))
+    stamps, rows = log.read(candidates[:want])
+    for n, (ts_ns, (line, key)) in enumerate(zip(stamps, rows, strict=True)):
+        result = pipeline.run(ts_ns, line, labeller.for_key(key))
         if result is not None:
             lines.append(result[0])
             if len(lines) >= limit:

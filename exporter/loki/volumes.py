@@ -66,7 +66,7 @@ async def stream_volumes(
     line_size = sizes if sizes is not None else LineSizes()
     for key in keys if sized else ():
         if key not in line_size:
-            lines = [len(e.line.encode()) for e in log.held(index.newest(key, SAMPLE))]
+            lines = [len(line.encode()) for line, _ in log.read(index.newest(key, SAMPLE))[1]]
             if lines:
                 line_size[key] = round(sum(lines) / len(lines))
     wanted = set(keys)
