@@ -66,8 +66,8 @@ class LineCache:
         return _NONE if cached is None else cached.rows
 
     def put(self, base: int, length: int, position: int, row: Row) -> Row:
-        """Keep a rendered row (of a block holding `length` events) if its block is admitted;
-        returns the row, its facets shared with the block's other rows."""
+        """Keep a rendered row (of a block holding `length` events) if its block is admitted
+        and there is room; returns the row, its facets shared with the block's other rows."""
         cached = self._blocks.get(base)
         if cached is None:
             cached = self._admit(base)
@@ -78,22 +78,26 @@ class LineCache:
             kept = rows[position]
             if kept is not None:
                 return kept
-        added = 0
-        if len(rows) < length:  # the open block grows: its list follows
-            added += (length - len(rows)) * _SLOT
-            rows.extend([None] * (length - len(rows)))
         line, facets = row
         try:
-            shared = cached.facets.setdefault(facets, facets)
+            shared = cached.facets.get(facets)
+            hashable = True
         except TypeError:  # odd details (a dict as activity) are not shared, just kept
-            shared = facets
-        if shared is facets:
+            shared, hashable = None, False
+        added = max(0, length - len(rows)) * _SLOT + _ROW + sys.getsizeof(line)
+        if shared is None:
             added += sys.getsizeof(facets) + sum(map(sys.getsizeof, facets))
-        added += _ROW + sys.getsizeof(line)
+        if not self._room(base, added):
+            return row
+        if shared is None:
+            shared = facets
+            if hashable:
+                cached.facets[facets] = facets
+        if len(rows) < length:  # the open block grows: its list follows
+            rows.extend([None] * (length - len(rows)))
         row = rows[position] = (line, shared)
         cached.nbytes += added
         self.nbytes += added
-        self._trim(base)
         return row
 
     def numbers(self, block: Block, name: str) -> list[float]:
@@ -112,11 +116,12 @@ class LineCache:
             column = cached.numbers[name] = []
         if len(column) < len(block):
             added = block.numbers(name, len(column), len(block))
-            column += added
             size = len(added) * (_SLOT + _FLOAT)
+            if not self._room(base, size):
+                return column + added
+            column += added
             cached.nbytes += size
             self.nbytes += size
-            self._trim(base)
         return column
 
     def _admit(self, base: int) -> _Rows | None:
@@ -126,13 +131,15 @@ class LineCache:
         cached = self._blocks[base] = _Rows()
         return cached
 
-    def _trim(self, keep: int) -> None:
-        """Drop the oldest blocks (never `keep`, the one being filled) while over budget."""
-        while self.nbytes > self.budget and len(self._blocks) > 1:
-            oldest = min(self._blocks)
-            if oldest == keep:
-                return
-            self.forget(oldest)
+    def _room(self, base: int, size: int) -> bool:
+        """Make room for `size` more bytes of this block's by dropping older blocks; whether
+        it fits."""
+        while self.nbytes + size > self.budget:
+            older = [held for held in self._blocks if held < base]
+            if not older:
+                return False
+            self.forget(min(older))
+        return True
 
     def forget(self, base: int) -> None:
         """Drop a block's rows (it left the log)."""
