@@ -19,7 +19,9 @@ from exporter.loki.index import StreamIndex
 from exporter.loki.logql import LogQuery, parse
 from exporter.loki.pacing import Pace, QueryGate
 from exporter.loki.pipeline import Pipeline
+from exporter.loki.sample import newest_lines
 from exporter.loki.streams import StreamLabeller
+from exporter.loki.volumes import stream_volumes
 from exporter.settings import Settings
 from exporter.store import ShopperStore
 
@@ -145,3 +147,37 @@ async def outcome(src: Sources, query: str, steps: list[int]) -> object:
     except QueryError as err:
         return str(err)
     return value.series  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("stages", ["| json", '| logfmt | drop level | label_format a="{{.b}}"'])
+async def test_sampled_lines_skip_stages_that_keep_every_line(stages: str) -> None:
+    """Drilldown's newest lines for `| json` (stages that keep each line as it is) equal those
+    of the same query made to run its stages (`| __error__=""` keeps every line here too)."""
+    src = sources(240, block_size=16, cache=None)
+    for limit in (1000, 50):
+        quick = parse(f'{{job="shopper-events"}} {stages}')
+        slow = parse(f'{{job="shopper-events"}} {stages} | __error__=~".*"')
+        assert isinstance(quick, LogQuery)
+        assert isinstance(slow, LogQuery)
+        assert Pipeline(quick.stages).keeps_lines
+        assert not Pipeline(slow.stages).keeps_lines
+        got = await newest_lines(src, quick, 0, 10**12, limit, pace())
+        assert got == await newest_lines(src, slow, 0, 10**12, limit, pace())
+        assert len(got) == min(limit, 240)
+
+
+async def test_volumes_of_many_spans_count_every_event_once() -> None:
+    """Per span, each stream's entries equal a count of the held events by their labels."""
+    src = sources(500, block_size=16, cache=None)
+    src.log.capacity = 450
+    src.log.expire()
+    spans = [(start, start + 37 * SECOND) for start in range(0, 520 * SECOND, 37 * SECOND)]
+    spans.append((0, 1))
+    volumes = await stream_volumes(src, parse('{job="shopper-events"}').selector, spans, pace())  # type: ignore[union-attr]
+    for (start, end), found in zip(spans, volumes, strict=True):
+        expected: dict[object, int] = {}
+        for logged in src.log.held(list(range(1, 501))):
+            if start <= logged.ts_ns < end:
+                key = tuple(sorted(src.labeller.for_event(logged).items()))
+                expected[key] = expected.get(key, 0) + 1
+        assert {tuple(sorted(v.labels.items())): v.entries for v in found} == expected

@@ -416,6 +416,13 @@ def _json_filter_stage(predicate: LabelPredicate) -> StageFn:
     )
 
 
+def _keeps_line(stage: Stage) -> bool:
+    """Whether the stage neither drops a line nor changes it (it may change labels)."""
+    if isinstance(stage, Parser):
+        return stage.kind != "unpack"  # unpack makes the packed `_entry` the line
+    return isinstance(stage, DropLabels | KeepLabels | LabelFormat)
+
+
 class Pipeline:
     """The stages of a log query after its selector, ready to run on (time, line, labels).
 
@@ -424,6 +431,9 @@ class Pipeline:
     """
 
     def __init__(self, stages: tuple[Stage, ...]) -> None:
+        self.keeps_lines = all(_keeps_line(stage) for stage in stages)
+        """True when every line comes out of the stages as it went in (parsers and label
+        changes only): a reader wanting lines, not labels, need not run them."""
         lead: list[Callable[[str], bool]] = []
         self.screens: list[screens.Screen] = []
         """Screens of the leading line filters (see screens)."""

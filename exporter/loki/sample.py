@@ -49,6 +49,11 @@ async def newest_lines(
     candidates.sort(reverse=True)
     lines: list[str] = []
     stamps, rows = log.read(candidates[:want])
+    if pipeline.keeps_lines:  # `| json` and the like: every line comes out as it went in
+        lines = [line for line, _ in rows[:limit]]
+        if len(lines) >= limit:
+            return lines
+        stamps, rows = [], []
     for n, (ts_ns, (line, key)) in enumerate(zip(stamps, rows, strict=True)):
         result = pipeline.run(ts_ns, line, labeller.for_key(key))
         if result is not None:
@@ -62,6 +67,11 @@ async def newest_lines(
     for shopper in store.newest(limit=want):
         labels = labeller.for_shopper(shopper)
         if selector.matches(labels):
+            if pipeline.keeps_lines:
+                lines.append(state_line(store, shopper))
+                if len(lines) >= limit:
+                    break
+                continue
             result = pipeline.run(state_ns, state_line(store, shopper), labels)
             if result is not None:
                 lines.append(result[0])
