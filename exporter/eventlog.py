@@ -273,17 +273,24 @@ class EventLog:
             self._read_run(ids, stamps, rows)
             return stamps, rows
         first, last = self.first_id, self.last_id
+        lines = self._lines
         block: Block | None = None
-        base = 0
+        cached: list[Row | None] = []
+        base = end = 0
         for event_id in ids:
             if not first <= event_id <= last:
                 continue
-            if block is None or not base <= event_id < block.end:
+            if block is None or not base <= event_id < end:
                 block = self._block_of(event_id)
-                base = block.base
+                base, end = block.base, block.end
+                cached = lines.rows(base)
             position = event_id - base
             stamps.append(block.ts[position])
-            rows.append(self._row(block, position))
+            row = cached[position] if position < len(cached) else None
+            if row is None:
+                row = self._row(block, position)
+                cached = lines.rows(base)
+            rows.append(row)
         return stamps, rows
 
     def numbers_pass(
