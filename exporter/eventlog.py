@@ -302,7 +302,7 @@ class EventLog:
         values: list[float] = []
         if isinstance(ids, range) and ids.step in (1, -1):
             for block, start, stop in self._pieces(ids):
-                piece = self._lines.numbers(block, name)[start:stop]
+                piece = self._lines.numbers(block, name, start, stop)
                 piece_ids = list(range(block.base + start, block.base + stop))
                 if ids.step == -1:
                     piece.reverse()
@@ -316,10 +316,14 @@ class EventLog:
             base = end = 0
             for event_id in held:
                 if not base <= event_id < end:
+                    # The ids of this list that lie in the block, read as one slice.
                     current = self._block_of(event_id)
                     base, end = current.base, current.end
-                    column = self._lines.numbers(current, name)
-                values.append(column[event_id - base])
+                    inside = [i - base for i in held if base <= i < end]
+                    low, high = min(inside), max(inside) + 1
+                    column = self._lines.numbers(current, name, low, high)
+                    base_at = base + low
+                values.append(column[event_id - base_at])
         # NaN (not a number) is never equal to itself: those ids are kept.
         verdicts = map(or_, map(ne, values, values), map(keeps, values, repeat(limit)))
         return list(compress(held, verdicts))

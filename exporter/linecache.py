@@ -100,29 +100,28 @@ class LineCache:
         self.nbytes += added
         return row
 
-    def numbers(self, block: Block, name: str) -> list[float]:
-        """Detail `name` of every event of the block as floats (NaN: not a number), kept with
-        the block's rows when it is admitted; an open block's list follows its growth."""
+    def numbers(self, block: Block, name: str, start: int, stop: int) -> list[float]:
+        """Detail `name` of the block's events at positions [start, stop) as floats (NaN: not
+        a number). The whole block's column is kept with its rows when the block is admitted
+        (an open block's column follows its growth); otherwise only the slice is read."""
         base = block.base
         cached = self._blocks.get(base)
         if cached is None:
             cached = self._admit(base)
-            if cached is None:
-                return block.numbers(name, 0, len(block))
-        column = cached.numbers.get(name)
-        if column is None:
-            if len(cached.numbers) >= _NAMES:
-                return block.numbers(name, 0, len(block))
+        column = None if cached is None else cached.numbers.get(name)
+        if cached is not None and column is None and len(cached.numbers) < _NAMES:
             column = cached.numbers[name] = []
+        if cached is None or column is None:
+            return block.numbers(name, start, stop)
         if len(column) < len(block):
             added = block.numbers(name, len(column), len(block))
             size = len(added) * (_SLOT + _FLOAT)
             if not self._room(base, size):
-                return column + added
+                return (column + added)[start:stop]
             column += added
             cached.nbytes += size
             self.nbytes += size
-        return column
+        return column[start:stop]
 
     def _admit(self, base: int) -> _Rows | None:
         """A new entry for this block, unless the budget is spent on newer blocks."""
