@@ -10,6 +10,7 @@ what was written (erasure rewrites a table entry, not the events).
 
 from __future__ import annotations
 
+import math
 import sys
 from array import array
 
@@ -184,6 +185,23 @@ class Block:
         user_id, user_name = self.user_table[self.users[position]]
         kind = self.kind_table[self.kinds[position]]
         return ShoppingEvent(kind, user_id, user_name, self.at[position], props)
+
+    def numbers(self, name: str, start: int, stop: int) -> list[float]:
+        """Detail `name` of the events at positions [start, stop) as floats: NaN where it is
+        missing or not a JSON number (a string, a bool, an object, null)."""
+        where = [shape.index(name) if name in shape else -1 for shape in self.shape_table]
+        out: list[float] = []
+        blob, offsets, shapes = self.blob, self.offsets, self.shapes
+        nan = math.nan
+        for position in range(start, stop):
+            at = where[shapes[position]]
+            if at < 0:
+                out.append(nan)
+                continue
+            value = orjson.loads(blob[offsets[position] : offsets[position + 1]])[at]
+            kind = type(value)
+            out.append(float(value) if kind is float or kind is int else nan)
+        return out
 
     def redact(self, user_id: str, since: int, erased: str) -> int:
         """Name this shopper `erased` in the block's events from id `since`; how many."""

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
+from itertools import compress, repeat
+from operator import ne, or_
 from typing import Any, cast
 
 import orjson
 
 from exporter.eventblock import Block
 from exporter.events import ShoppingEvent
+from exporter.linecache import LineCache, Row
 
 ERASED = "(erased)"
 
@@ -50,10 +54,36 @@ class LoggedEvent:
         return hash((self.id, self.ts_ns))
 
 
+_SECONDS: dict[float, str] = {}
+"""The ISO date and time of whole seconds lately rendered: events of one second share it."""
+
+
+def iso_millis(at: float) -> str:
+    """`datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds")`, a few times faster.
+
+    The microseconds are rounded as CPython rounds them (half to even, on the fraction that
+    `math.modf` splits off), then cut to milliseconds, as `isoformat` does.
+    """
+    fraction, whole = math.modf(at)
+    micros = round(fraction * 1e6)
+    if micros >= 1_000_000:
+        whole += 1.0
+        micros -= 1_000_000
+    elif micros < 0:
+        whole -= 1.0
+        micros += 1_000_000
+    prefix = _SECONDS.get(whole)
+    if prefix is None:
+        if len(_SECONDS) >= 4096:
+            _SECONDS.clear()
+        prefix = _SECONDS[whole] = datetime.fromtimestamp(whole, UTC).isoformat()[:19]
+    return f"{prefix}.{micros // 1000:03d}+00:00"
+
+
 def render_line(event: ShoppingEvent) -> str:
     """The JSON line for an event: time, type, shopper, bounded details and a human message."""
     body: dict[str, Any] = {
-        "time": datetime.fromtimestamp(event.at, UTC).isoformat(timespec="milliseconds"),
+        "time": iso_millis(event.at),
         "type": event.type,
         "userId": event.user_id,
         "userName": event.user_name,
@@ -61,6 +91,10 @@ def render_line(event: ShoppingEvent) -> str:
     body.update(event.props)
     body["message"] = event.message
     return orjson.dumps(body).decode()
+
+
+LINE_CACHE_BYTES = 64 * 2**20
+"""The line cache of a log bounded by neither bytes nor count given otherwise."""
 
 
 class EventLog:
@@ -81,6 +115,7 @@ class EventLog:
         max_bytes: int | None = None,
         block_size: int = 16_384,
         clock: Callable[[], int] = time.time_ns,
+        line_cache_bytes: int | None = None,
     ) -> None:
         if capacity is not None and capacity < 1:
             raise ValueError("capacity must be at least 1")
@@ -102,6 +137,10 @@ class EventLog:
         self._bytes = 0
         self.evicted = {"age": 0, "bytes": 0, "count": 0}
         """Events that left the log, by the bound that made them leave."""
+        if line_cache_bytes is None:
+            line_cache_bytes = LINE_CACHE_BYTES if max_bytes is None else max_bytes // 4
+        self._lines = LineCache(line_cache_bytes)
+        """Lines rendered lately (the newest blocks'), counted in `nbytes`."""
 
     def __len__(self) -> int:
         return self._next_id - self._first
@@ -123,8 +162,8 @@ class EventLog:
 
     @property
     def nbytes(self) -> int:
-        """The log's estimate of the memory its held events take."""
-        return self._bytes
+        """The log's estimate of the memory its held events take (their cached lines too)."""
+        return self._bytes + self._lines.nbytes
 
     def append(self, event: ShoppingEvent, ts_ns: int | None = None) -> LoggedEvent:
         """Log an event; the log time is now unless given, and never goes backwards."""
@@ -165,7 +204,7 @@ class EventLog:
             if self._ts(self._first) < oldest_kept:
                 self._drop_below(self._first_id_at_or_after(oldest_kept), "age")
         if self.max_bytes is not None:
-            while self._bytes > self.max_bytes and len(self._blocks) > 1:
+            while self.nbytes > self.max_bytes and len(self._blocks) > 1:
                 self._drop_below(self._blocks[1].base, "bytes")
         return self._first - before
 
@@ -182,6 +221,7 @@ class EventLog:
             self._bytes -= blocks[gone].nbytes
             gone += 1
         if gone:
+            self._lines.forget_below(blocks[gone - 1].end)
             del blocks[:gone]
             del self._bases[:gone]
 
@@ -220,8 +260,122 @@ class EventLog:
             position = event_id - block.base
             yield LoggedEvent(event_id, block.ts[position], block.event(position))
 
+    def read(self, ids: Sequence[int]) -> tuple[list[int], list[Row]]:
+        """Log times and (line, facets) rows of the held events with these ids, in their order.
+
+        What log queries read: lines come from the cache of the newest blocks' lines, or are
+        rendered and kept there. A run of ids (a `range`, either way) is read a block-slice
+        at a time.
+        """
+        stamps: list[int] = []
+        rows: list[Row] = []
+        if isinstance(ids, range) and ids.step in (1, -1):
+            self._read_run(ids, stamps, rows)
+            return stamps, rows
+        first, last = self.first_id, self.last_id
+        lines = self._lines
+        block: Block | None = None
+        cached: list[Row | None] = []
+        base = end = 0
+        for event_id in ids:
+            if not first <= event_id <= last:
+                continue
+            if block is None or not base <= event_id < end:
+                block = self._block_of(event_id)
+                base, end = block.base, block.end
+                cached = lines.rows(base)
+            position = event_id - base
+            stamps.append(block.ts[position])
+            row = cached[position] if position < len(cached) else None
+            if row is None:
+                row = self._row(block, position)
+                cached = lines.rows(base)
+            rows.append(row)
+        return stamps, rows
+
+    def numbers_pass(
+        self, ids: Sequence[int], name: str, keeps: Callable[[float, float], bool], limit: float
+    ) -> list[int]:
+        """The held ids among these (in their order) but those whose detail `name` is a JSON
+        number failing `keeps(number, limit)`; a missing or non-numeric detail is kept."""
+        held: list[int] = []
+        values: list[float] = []
+        if isinstance(ids, range) and ids.step in (1, -1):
+            for block, start, stop in self._pieces(ids):
+                piece = self._lines.numbers(block, name, start, stop)
+                piece_ids = list(range(block.base + start, block.base + stop))
+                if ids.step == -1:
+                    piece.reverse()
+                    piece_ids.reverse()
+                held += piece_ids
+                values += piece
+        else:
+            first, last = self.first_id, self.last_id
+            held = [i for i in ids if first <= i <= last]
+            column: list[float] = []
+            base = end = 0
+            for event_id in held:
+                if not base <= event_id < end:
+                    # The ids of this list that lie in the block, read as one slice.
+                    current = self._block_of(event_id)
+                    base, end = current.base, current.end
+                    inside = [i - base for i in held if base <= i < end]
+                    low, high = min(inside), max(inside) + 1
+                    column = self._lines.numbers(current, name, low, high)
+                    base_at = base + low
+                values.append(column[event_id - base_at])
+        # NaN (not a number) is never equal to itself: those ids are kept.
+        verdicts = map(or_, map(ne, values, values), map(keeps, values, repeat(limit)))
+        return list(compress(held, verdicts))
+
+    def _pieces(self, ids: range) -> list[tuple[Block, int, int]]:
+        """(block, start, stop) positions of the held ids of a run (step 1 or -1), in its
+        order (each piece ascending)."""
+        lo, hi = (ids.start, ids.stop) if ids.step == 1 else (ids.stop + 1, ids.start + 1)
+        lo, hi = max(lo, self.first_id), min(hi, self._next_id)
+        pieces: list[tuple[Block, int, int]] = []
+        if lo >= hi:
+            return pieces
+        index = bisect_right(self._bases, lo) - 1
+        for block in self._blocks[index:]:
+            if block.base >= hi:
+                break
+            base = block.base
+            pieces.append((block, max(lo, base) - base, min(hi, block.end) - base))
+        if ids.step == -1:
+            pieces.reverse()
+        return pieces
+
+    def _read_run(self, ids: range, stamps: list[int], rows: list[Row]) -> None:
+        for block, start, stop in self._pieces(ids):
+            cached = self._lines.rows(block.base)[start:stop]
+            if len(cached) < stop - start:
+                cached.extend([None] * (stop - start - len(cached)))
+            if None in cached:
+                for n, row in enumerate(cached):
+                    if row is None:
+                        cached[n] = self._row(block, start + n)
+            piece_stamps = block.ts[start:stop].tolist()
+            piece_rows = cast("list[Row]", cached)
+            if ids.step == -1:
+                piece_stamps.reverse()
+                piece_rows.reverse()
+            stamps += piece_stamps
+            rows += piece_rows
+
+    def _row(self, block: Block, position: int) -> Row:
+        """The cached row of an event, or its line rendered now (and kept if there is room)."""
+        row = self._lines.get(block.base, position)
+        if row is None:
+            event = block.event(position)
+            props = event.props
+            facets = (event.type, props.get("activity"), props.get("membership"))
+            row = self._lines.put(block.base, len(block), position, (render_line(event), facets))
+        return row
+
     def redact(self, user_id: str) -> int:
         """Replace a shopper's identity in every held event (erasure); returns how many."""
+        self._lines.clear()  # rendered lines may name the shopper
         return sum(block.redact(user_id, self._first, ERASED) for block in self._blocks)
 
     def blocks(self) -> tuple[Block, ...]:

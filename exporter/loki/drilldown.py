@@ -19,6 +19,7 @@ from exporter.loki.line_patterns import pattern_samples
 from exporter.loki.logql import LogQuery, StreamSelector, parse
 from exporter.loki.pacing import query_pace
 from exporter.loki.params import ParamError, parse_step, time_range
+from exporter.loki.pipeline import Labels
 from exporter.loki.routes import PREFIX, QUERY_REFUSALS, _params, refusal, sources
 from exporter.loki.sample import newest_lines
 from exporter.loki.streams import EVENT_LABEL_NAMES, STATE_LABEL_NAMES, event_level
@@ -85,20 +86,31 @@ def _grouping(params: Mapping[str, str], selector: StreamSelector) -> tuple[list
     return targets, by == "labels"
 
 
+Groups = dict[int, tuple[Labels, tuple[tuple[str, str], ...]]]
+"""Stream labels (shared dicts, by identity; the dict is held so its id stays its own) and
+the group they aggregate into."""
+
+
 def _aggregate(
-    volumes: Iterable[Volume], targets: list[str], by_labels: bool
+    volumes: Iterable[Volume], targets: list[str], by_labels: bool, groups: Groups | None = None
 ) -> dict[tuple[tuple[str, str], ...], int]:
+    """Bytes per group; `groups` remembers each stream's group across calls (one per step)."""
     out: dict[tuple[tuple[str, str], ...], int] = defaultdict(int)
+    if groups is None:
+        groups = {}
     for volume in volumes:
         labels = volume.labels
         if by_labels:
             for name in targets:
                 if name in labels:
                     out[((name, ""),)] += volume.bytes
-        else:
-            key = tuple((name, labels[name]) for name in targets if name in labels)
-            if key:
-                out[key] += volume.bytes
+            continue
+        known = groups.get(id(labels))
+        if known is None:
+            group = tuple((name, labels[name]) for name in targets if name in labels)
+            known = groups[id(labels)] = (labels, group)
+        if known[1]:
+            out[known[1]] += volume.bytes
     return out
 
 
@@ -158,8 +170,9 @@ async def handle_volume_range(request: web.Request) -> web.Response:
         return refusal(err)
     series: dict[tuple[tuple[str, str], ...], list[list[Any]]] = defaultdict(list)
     totals: Counter[tuple[tuple[str, str], ...]] = Counter()
+    groups: Groups = {}
     for t, span in zip(steps, volumes, strict=True):
-        for key, size in sorted(_aggregate(span, ask.targets, ask.by_labels).items()):
+        for key, size in sorted(_aggregate(span, ask.targets, ask.by_labels, groups).items()):
             series[key].append([t / 1e9, str(size)])
             totals[key] += size
     kept = sorted(series, key=lambda key: (-totals[key], key))[: ask.limit]

@@ -7,17 +7,19 @@ import math
 import statistics
 import time
 from bisect import bisect_right
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import compress
 from typing import Final
 
-from exporter.eventlog import EventLog, LoggedEvent
-from exporter.loki import index_counts, metric_functions
+from exporter.eventlog import EventLog
+from exporter.linecache import Row
+from exporter.loki import index_counts, metric_functions, screens
 from exporter.loki.grammar import COMPARISONS, SET_OPS
 from exporter.loki.index import StreamIndex
 from exporter.loki.pacing import Pace
 from exporter.loki.pipeline import ERROR_LABEL, Labels, Pipeline, SampleExtractor
+from exporter.loki.screens import NumberScreen, Screen
 from exporter.loki.streams import STREAM_LABEL_NAMES, EventKey, StreamLabeller, state_line
 from exporter.loki.syntax import (
     BinaryOp,
@@ -108,6 +110,8 @@ def _event_batches(
     backward: bool,
     keeps_line: Callable[[str], bool] | None,
     stats: Stats,
+    screened: Sequence[Screen] = (),
+    numbers: NumberScreen | None = None,
 ) -> Iterator[Batch]:
     """Events logged in [start_ns, end_ns) whose stream the selector picks, a slice at a time.
 
@@ -125,24 +129,29 @@ def _event_batches(
     # and only lines that pass reach the Python loop. The query may pause between slices, and
     # the ring may move on meanwhile: `held` looks the ids up now, leaving out those it lost.
     for at in range(0, len(ids), _SLICE):
-        chunk = list(log.held(list(ids[at : at + _SLICE])))
-        lines = [logged.line for logged in chunk]
+        some = ids[at : at + _SLICE]
+        if numbers is not None:
+            # Events whose number fails the filter are not even read (nor counted as read).
+            some = log.numbers_pass(some, *numbers)
+        stamps, rows = log.read(some)
+        lines = [row[0] for row in rows]
         stats.lines += len(lines)
         stats.bytes += sum(map(len, lines))
-        kept: Iterator[tuple[LoggedEvent, str]] = zip(chunk, lines, strict=True)
+        kept: Iterable[tuple[int, Row]] = zip(stamps, rows, strict=True)
+        if screened:
+            mask = list(screens.passing(lines, screened))
+            kept = compress(kept, mask)
+            lines = list(compress(lines, mask))
         if keeps_line is not None:
             kept = compress(kept, map(keeps_line, lines))
         batch: Batch = []
-        for logged, line in kept:
-            event = logged.event
-            props = event.props
-            key = (event.type, props.get("activity"), props.get("membership"))
+        for ts_ns, (line, key) in kept:
             labels = picked.get(key)
             if labels is None:
                 stream = labeller.for_key(key)
                 labels = picked[key] = stream if selector.matches(stream) else {}
             if labels:
-                batch.append((logged.ts_ns, line, labels))
+                batch.append((ts_ns, line, labels))
         yield batch
 
 
@@ -215,6 +224,8 @@ def entries(
     state_ns: int,
     stats: Stats,
     keeps_line: Callable[[str], bool] | None = None,
+    screened: Sequence[Screen] = (),
+    numbers: NumberScreen | None = None,
 ) -> Iterator[Batch]:
     """Both streams' entries in [start_ns, end_ns), in time order (newest first if backward),
     in batches: the caller may pause between two (`await pace.tick()`)."""
@@ -227,6 +238,8 @@ def entries(
         backward=backward,
         keeps_line=keeps_line,
         stats=stats,
+        screened=screened,
+        numbers=numbers,
     )
     with_state = _might_pick_state(selector) and start_ns <= state_ns < end_ns
     if not with_state:
@@ -313,6 +326,8 @@ async def run_log_query(
         state_ns=state_ns,
         stats=stats,
         keeps_line=pipeline.scan_test(STREAM_LABEL_NAMES),
+        screened=pipeline.scan_screens(STREAM_LABEL_NAMES),
+        numbers=pipeline.number_screen(STREAM_LABEL_NAMES),
     )
     # Nothing but line filters: lines were filtered while scanning, only group by stream.
     plain = pipeline.only_line_tests
@@ -451,6 +466,8 @@ class MetricEvaluator:
             state_ns=steps[-1] - agg.offset_ns,
             stats=self.stats,
             keeps_line=extractor.before.scan_test(STREAM_LABEL_NAMES),
+            screened=extractor.before.scan_screens(STREAM_LABEL_NAMES),
+            numbers=extractor.before.number_screen(STREAM_LABEL_NAMES),
         )
         keys: dict[int, tuple[Labels, LabelsKey]] = {}
         plain = extractor.passes_all

@@ -74,6 +74,11 @@ class StreamIndex:
                 out[key] = held
         return out
 
+    def keys_in_order(self, keys: list[EventKey]) -> list[EventKey]:
+        """These keys in the order `counts` gives them (the order streams were first seen)."""
+        wanted = set(keys)
+        return [key for key in self._ids if key in wanted]
+
     def count(self, key: EventKey, first_id: int, last_id: int) -> int:
         """Held events of one stream key with ids in [first_id, last_id]."""
         bucket = self._ids.get(key)

@@ -195,6 +195,23 @@ def prefilter(
     return keep
 
 
+def screen(
+    predicate: LabelPredicate,
+    stream_names: frozenset[str],
+    check: Callable[[LabelPredicate, Labels], int],
+) -> tuple[str, str] | None:
+    """What every line `prefilter` keeps contains: a needed field's quoted key, or a `\\u`
+    escape that could spell it; None when `prefilter` would not run or needs no field."""
+    if stream_names.intersection(names_read(predicate)):
+        return None
+    if check(predicate, {"__error__": "JSONParserErr"}) != _FAIL:
+        return None
+    if isinstance(predicate, LabelCompare) and predicate.kind == "number":
+        return f'"{predicate.name}"', "\\u"
+    needed = sorted(names_needed(predicate))
+    return (f'"{needed[0]}"', "\\u") if needed else None
+
+
 _NUMBER: Final = re.compile(r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?(?=[,}\s])")
 _OPS: Final[dict[str, Callable[[float, float], bool]]] = {
     "==": float.__eq__,

@@ -9,7 +9,7 @@ from typing import Any, Final
 
 import orjson
 
-from exporter.loki import json_probe, parsers
+from exporter.loki import json_probe, parsers, screens
 from exporter.loki.lexer import parse_bytes, parse_duration
 from exporter.loki.regex import LogRegex
 from exporter.loki.stage_grammar import json_path
@@ -416,6 +416,13 @@ def _json_filter_stage(predicate: LabelPredicate) -> StageFn:
     )
 
 
+def _keeps_line(stage: Stage) -> bool:
+    """Whether the stage neither drops a line nor changes it (it may change labels)."""
+    if isinstance(stage, Parser):
+        return stage.kind != "unpack"  # unpack makes the packed `_entry` the line
+    return isinstance(stage, DropLabels | KeepLabels | LabelFormat)
+
+
 class Pipeline:
     """The stages of a log query after its selector, ready to run on (time, line, labels).
 
@@ -424,12 +431,21 @@ class Pipeline:
     """
 
     def __init__(self, stages: tuple[Stage, ...]) -> None:
+        self.keeps_lines = all(_keeps_line(stage) for stage in stages)
+        """True when every line comes out of the stages as it went in (parsers and label
+        changes only): a reader wanting lines, not labels, need not run them."""
         lead: list[Callable[[str], bool]] = []
+        self.screens: list[screens.Screen] = []
+        """Screens of the leading line filters (see screens)."""
         rest = list(stages)
         while rest and isinstance(rest[0], LineFilter):
-            test = line_predicate(rest.pop(0))  # type: ignore[arg-type]
+            line_filter: LineFilter = rest.pop(0)  # type: ignore[assignment]
+            test = line_predicate(line_filter)
             if test is not None:
                 lead.append(test)
+            found = screens.of_line_filter(line_filter)
+            if found is not None:
+                self.screens.append(found)
         self.line_tests = tuple(lead)
         self.json_filter: LabelPredicate | None = None
         """The filter of a leading `| json | filter`, which a scan may try on raw lines."""
@@ -476,6 +492,19 @@ class Pipeline:
             return probe or test
         first = test
         return lambda line: first(line) and probe(line)
+
+    def scan_screens(self, stream_names: frozenset[str]) -> list[screens.Screen]:
+        """Screens every line `scan_test` keeps passes (see screens)."""
+        found = list(self.screens)
+        if self.json_filter is not None:
+            probe = json_probe.screen(self.json_filter, stream_names, check_labels)
+            if probe is not None:
+                found.append(probe)
+        return found
+
+    def number_screen(self, stream_names: frozenset[str]) -> screens.NumberScreen | None:
+        """A leading `| json | name > 100` read off the packed details (see screens)."""
+        return screens.of_json_filter(self.json_filter, stream_names)
 
     def run(self, ts: int, line: str, labels: Labels) -> tuple[str, Labels] | None:
         """The line and labels after every stage, or None when a stage drops it."""

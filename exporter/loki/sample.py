@@ -48,8 +48,14 @@ async def newest_lines(
         window *= 4
     candidates.sort(reverse=True)
     lines: list[str] = []
-    for n, logged in enumerate(log.held(candidates[:want])):
-        result = pipeline.run(logged.ts_ns, logged.line, labeller.for_event(logged))
+    stamps, rows = log.read(candidates[:want])
+    if pipeline.keeps_lines:  # `| json` and the like: every line comes out as it went in
+        lines = [line for line, _ in rows[:limit]]
+        if len(lines) >= limit:
+            return lines
+        stamps, rows = [], []
+    for n, (ts_ns, (line, key)) in enumerate(zip(stamps, rows, strict=True)):
+        result = pipeline.run(ts_ns, line, labeller.for_key(key))
         if result is not None:
             lines.append(result[0])
             if len(lines) >= limit:
@@ -61,6 +67,11 @@ async def newest_lines(
     for shopper in store.newest(limit=want):
         labels = labeller.for_shopper(shopper)
         if selector.matches(labels):
+            if pipeline.keeps_lines:
+                lines.append(state_line(store, shopper))
+                if len(lines) >= limit:
+                    break
+                continue
             result = pipeline.run(state_ns, state_line(store, shopper), labels)
             if result is not None:
                 lines.append(result[0])
