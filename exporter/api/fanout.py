@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 
 WRITE_BUFFER_LIMIT = 256 * 1024
 """Bytes queued for a reader beyond which it gets nothing more until its connection drains."""
+SHARED_BATCH_BYTES = 8 * 1024 * 1024
+"""Encoded batches kept for other readers of the same pass: a few passes' worth at 5k updates/s."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,12 +53,19 @@ class SharedBatches:
     filter and wire get the same frames, so the batch is joined (and framed) once.
 
     A batch is recognised by its wire, filter, first and last frame (held, so their identity is
-    not reused while cached) and its length: frames are contiguous hub positions.
+    not reused while cached) and its length: frames are contiguous hub positions. The batches
+    held are bounded by their bytes, oldest out first: under a steady stream a count bound let
+    a few hundred large batches pile up and leave together (a sawtooth of 150 MiB at 5k
+    updates/s), while only the last pass's batches are ever asked for again.
     """
 
-    def __init__(self, size: int = 256) -> None:
-        self.size = size
+    def __init__(self, max_bytes: int = SHARED_BATCH_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self.held_bytes = 0
         self._batches: dict[tuple[str, FrameFilter, int, int, int], tuple[Frame, Frame, bytes]] = {}
+
+    def __len__(self) -> int:
+        return len(self._batches)
 
     def encode(self, wire: Wire, wanted: FrameFilter, frames: list[Frame]) -> bytes:
         first, last = frames[0], frames[-1]
@@ -65,10 +74,16 @@ class SharedBatches:
         if hit is not None and hit[0] is first and hit[1] is last:
             return hit[2]
         data = encode_batch(wire, frames)
-        if len(self._batches) >= self.size:
-            self._batches.clear()
+        if hit is not None:  # an id reused by a newer frame: the old entry is stale
+            self._forget(key)
         self._batches[key] = (first, last, data)
+        self.held_bytes += len(data)
+        while self.held_bytes > self.max_bytes and len(self._batches) > 1:
+            self._forget(next(iter(self._batches)))
         return data
+
+    def _forget(self, key: tuple[str, FrameFilter, int, int, int]) -> None:
+        self.held_bytes -= len(self._batches.pop(key)[2])
 
 
 def encode_batch(wire: Wire, frames: list[Frame]) -> bytes:
