@@ -72,6 +72,38 @@ def test_shoppers_without_orders_share_one_no_order_time() -> None:
     assert Shopper("a").last_order_at is Shopper("b").last_order_at
 
 
+def test_returning_shoppers_hold_a_bounded_number_of_record_times() -> None:
+    """300 shoppers reporting every minute for two hours: the record times they hold (floats
+    made by `model.epoch`) stop growing once each window is full, a few per shopper."""
+    store = ShopperStore(Settings())
+    activities = list(MINUTES)
+    traced = [tracemalloc.Filter(True, "*/exporter/model.py")]
+    held = []
+    tracemalloc.start()
+    try:
+        for minute in range(120):
+            at = T0 + minute * 60
+            for i in range(300):
+                record = shopper(
+                    f"u{i}",
+                    timestamp=iso(at + i / 100),
+                    lastActionTime=iso(at),
+                    currentActivity=activities[(minute + i) % 3],
+                    isActive=(minute + i) % 7 != 0,
+                )
+                store.apply(ShopperUpdate.model_validate(record), at + 5)
+            store.expire(at + 6, len(store))
+            if minute in (59, 119):
+                gc.collect()
+                snapshot = tracemalloc.take_snapshot().filter_traces(traced)
+                held.append(sum(stat.size for stat in snapshot.statistics("filename")))
+    finally:
+        tracemalloc.stop()
+    first_hour, second_hour = held
+    assert abs(second_hour - first_hour) < 1024, held
+    assert second_hour / 300 < 4 * sys.getsizeof(0.0), f"{second_hour / 300:.0f} bytes a shopper"
+
+
 def test_a_new_shopper_of_the_briefs_full_record_takes_under_640_traced_bytes() -> None:
     """2,000 new shoppers, each the brief's full record with an id of their own, grow the traced
     heap by under 640 bytes each, the event log aside (the store, its queues and aggregates)."""
