@@ -10,7 +10,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from itertools import compress, repeat
-from operator import ne, or_
+from operator import ne, neg, or_
 from typing import Any, cast
 
 import orjson
@@ -261,7 +261,8 @@ class EventLog:
             yield LoggedEvent(event_id, block.ts[position], block.event(position))
 
     def read(self, ids: Sequence[int]) -> tuple[list[int], list[Row]]:
-        """Log times and (line, facets) rows of the held events with these ids, in their order.
+        """Log times and (line, facets) rows of the held events with these ids (sorted either
+        way), in their order.
 
         What log queries read: lines come from the cache of the newest blocks' lines, or are
         rendered and kept there. A run of ids (a `range`, either way) is read a block-slice
@@ -272,26 +273,39 @@ class EventLog:
         if isinstance(ids, range) and ids.step in (1, -1):
             self._read_run(ids, stamps, rows)
             return stamps, rows
-        first, last = self.first_id, self.last_id
-        lines = self._lines
-        block: Block | None = None
-        cached: list[Row | None] = []
-        base = end = 0
-        for event_id in ids:
-            if not first <= event_id <= last:
-                continue
-            if block is None or not base <= event_id < end:
-                block = self._block_of(event_id)
-                base, end = block.base, block.end
-                cached = lines.rows(base)
-            position = event_id - base
-            stamps.append(block.ts[position])
-            row = cached[position] if position < len(cached) else None
-            if row is None:
-                row = self._row(block, position)
-                cached = lines.rows(base)
-            rows.append(row)
+        for block, piece in self._by_block(ids):
+            base = block.base
+            positions = [event_id - base for event_id in piece]
+            stamps += map(block.ts.__getitem__, positions)
+            cached = self._lines.rows(base)
+            if max(positions[0], positions[-1]) < len(cached):
+                found = list(map(cached.__getitem__, positions))
+            else:
+                found = [None] * len(positions)
+            if None in found:
+                for n, row in enumerate(found):
+                    if row is None:
+                        found[n] = self._row(block, positions[n])
+            rows += cast("list[Row]", found)
         return stamps, rows
+
+    def _by_block(self, ids: Sequence[int]) -> Iterator[tuple[Block, Sequence[int]]]:
+        """The held ids of a sorted list (either way), cut into runs that share a block."""
+        first, last = self.first_id, self.last_id
+        if not ids:
+            return
+        if not (first <= ids[0] <= last and first <= ids[-1] <= last):
+            ids = [event_id for event_id in ids if first <= event_id <= last]
+        ascending = len(ids) < 2 or ids[0] < ids[-1]
+        at = 0
+        while at < len(ids):
+            block = self._block_of(ids[at])
+            if ascending:
+                stop = bisect_left(ids, block.end, at)
+            else:  # the first id below the block's base, in a descending list
+                stop = bisect_left(ids, -block.base + 1, at, key=neg)
+            yield block, ids[at:stop]
+            at = stop
 
     def numbers_pass(
         self, ids: Sequence[int], name: str, keeps: Callable[[float, float], bool], limit: float

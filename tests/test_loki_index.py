@@ -149,3 +149,39 @@ def test_held_gives_what_get_gives(backward: bool) -> None:
         expected = [e for e in map(log.get, asked) if e is not None]
         assert list(log.held(asked)) == expected
         assert all(e.id in ids for e in expected)
+
+
+@pytest.mark.parametrize("backward", [False, True])
+@pytest.mark.parametrize("size", [1, 3, 7, 40, 5000])
+def test_windows_give_what_ids_gives(backward: bool, size: int) -> None:
+    """Window by window, the index gives the same ids in the same order as all at once; small
+    windows cut the id space into several (what lets a query stop early)."""
+    sources, _ = filled(200, 700)
+    index = sources.index
+    assert index is not None
+    index.refresh()
+    keys = [key for key in index.share(lambda key: True)[0] if key[0] in ("cart_add", "search")]
+    for first, last in [(0, 10**6), (520, 640), (650, 650), (640, 520)]:
+        expected = index.ids(keys, first, last, backward=backward)
+        windows = list(index.windows(keys, first, last, backward=backward, size=size))
+        assert [i for window in windows for i in window] == expected
+        assert all(windows)
+        if size < len(expected) // 4:
+            assert len(windows) > 1
+
+
+@pytest.mark.parametrize("block_size", [16, 16_384])
+@pytest.mark.parametrize("backward", [False, True])
+def test_read_gives_what_get_gives(block_size: int, backward: bool) -> None:
+    """A bulk read of sorted ids (either way) gives each held event's log time and line, in
+    the order asked, across blocks; ids that left the log or are not logged yet are left out."""
+    log = EventLog(100, block_size=block_size)
+    for i in range(250):
+        event = ShoppingEvent(TYPES[i % 5], f"u{i}", f"User {i}", float(i), {"n": i})
+        log.append(event, ts_ns=(i + 1) * SECOND)
+    for ids in ([], [151, 160, 250], list(range(140, 260, 3)), [200], list(range(151, 251))):
+        asked = sorted(ids, reverse=backward)
+        expected = [e for e in map(log.get, asked) if e is not None]
+        stamps, rows = log.read(asked)
+        assert stamps == [e.ts_ns for e in expected]
+        assert [line for line, _ in rows] == [e.line for e in expected]

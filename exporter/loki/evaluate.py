@@ -54,6 +54,8 @@ MAX_STEPS: Final = 11_000
 MAX_SERIES: Final = 10_000
 _SLICE: Final = 256
 _REFRESH_SLICE: Final = 16 * _SLICE
+_WINDOW_SLICES: Final = 8
+"""Slices of a selector's ids merged at a time (see StreamIndex.windows)."""
 
 
 class QueryError(ValueError):
@@ -124,12 +126,10 @@ def _event_batches(
     # The index catches up with what was logged since it was last used, a slice at a time.
     while sources.index is not None and sources.index.refresh(_REFRESH_SLICE):
         yield []
-    ids = _candidate_ids(sources, selector, start_ns, end_ns, backward=backward)
     # In slices, so the per-event work is list-wide calls in C (lines, sizes, the line test)
     # and only lines that pass reach the Python loop. The query may pause between slices, and
-    # the ring may move on meanwhile: `held` looks the ids up now, leaving out those it lost.
-    for at in range(0, len(ids), _SLICE):
-        some = ids[at : at + _SLICE]
+    # the ring may move on meanwhile: `read` looks the ids up now, leaving out those it lost.
+    for some in _candidate_slices(sources, selector, start_ns, end_ns, backward=backward):
         if numbers is not None:
             # Events whose number fails the filter are not even read (nor counted as read).
             some = log.numbers_pass(some, *numbers)
@@ -159,23 +159,29 @@ SCAN_SHARE: Final = 0.6
 """Above this share of the log, a plain scan beats visiting a selector's streams by id."""
 
 
-def _candidate_ids(
+def _candidate_slices(
     sources: Sources, selector: StreamSelector, start_ns: int, end_ns: int, *, backward: bool
-) -> Sequence[int]:
-    """Ids of the events in the time window that may belong to the selector's streams."""
+) -> Iterator[Sequence[int]]:
+    """Ids of the events in the time window that may belong to the selector's streams, in
+    slices of `_SLICE`, made as they are asked for: a query that reaches its limit among the
+    newest events never looks up the rest."""
     log, index = sources.log, sources.index
     first = next(log.between(start_ns, end_ns), None)
     last = next(log.between(start_ns, end_ns, backward=True), None)
     if first is None or last is None:
-        return ()
+        return
     everything = range(last.id, first.id - 1, -1) if backward else range(first.id, last.id + 1)
-    if index is None:
-        return everything
-    labeller = sources.labeller
-    keys, picked, total = index.share(lambda key: selector.matches(labeller.for_key(key)))
-    if picked >= total * SCAN_SHARE:
-        return everything
-    return index.ids(keys, first.id, last.id, backward=backward)
+    windows: Iterable[Sequence[int]] = (everything,)
+    if index is not None:
+        labeller = sources.labeller
+        keys, picked, total = index.share(lambda key: selector.matches(labeller.for_key(key)))
+        if picked < total * SCAN_SHARE:
+            windows = index.windows(
+                keys, first.id, last.id, backward=backward, size=_WINDOW_SLICES * _SLICE
+            )
+    for ids in windows:
+        for at in range(0, len(ids), _SLICE):
+            yield ids[at : at + _SLICE]
 
 
 def _state_batches(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from itertools import chain, islice
 
 from aiohttp import web
@@ -97,6 +97,49 @@ class StreamIndex:
         if bucket is None:
             return []
         return [i for i in bucket[-count:] if i >= self.log.first_id]
+
+    def windows(
+        self, keys: list[EventKey], first_id: int, last_id: int, *, backward: bool, size: int
+    ) -> Iterator[list[int]]:
+        """The ids `ids` gives, a window of the id space at a time (each holding about `size`
+        of them, in id order or reversed), so a reader that stops early (a query's limit
+        reached among the newest) never merges the rest."""
+        first_id, last_id = max(first_id, self.log.first_id), min(last_id, self.log.last_id)
+        if first_id > last_id:
+            return
+        buckets = [bucket for key in keys if (bucket := self._ids.get(key))]
+        # Each bucket's positions still to visit, [lo, hi): they shrink window by window.
+        spans = [[bisect_left(b, first_id), bisect_right(b, last_id)] for b in buckets]
+        wanted = sum(hi - lo for lo, hi in spans)
+        if wanted == 0:
+            return
+        # The id span that holds `size` of the wanted ids, were they evenly spread.
+        width = max(1, (last_id - first_id + 1) * size // wanted)
+        edge = last_id + 1 if backward else first_id
+        done = first_id if backward else last_id + 1
+        while True:
+            runs = []
+            if backward:
+                edge = max(first_id, edge - width)
+                for bucket, span in zip(buckets, spans, strict=True):
+                    lo, hi = span
+                    cut = bisect_left(bucket, edge, lo, hi)
+                    if cut < hi:
+                        runs.append(bucket[cut:hi])
+                        span[1] = cut
+            else:
+                edge = min(last_id + 1, edge + width)
+                for bucket, span in zip(buckets, spans, strict=True):
+                    lo, hi = span
+                    cut = bisect_left(bucket, edge, lo, hi)
+                    if cut > lo:
+                        runs.append(bucket[lo:cut])
+                        span[0] = cut
+            merged = sorted(chain.from_iterable(runs), reverse=backward)
+            if merged:
+                yield merged
+            if edge == done:
+                return
 
     def ids(
         self, keys: list[EventKey], first_id: int, last_id: int, *, backward: bool
