@@ -17,7 +17,7 @@ import orjson
 
 from exporter.eventblock import Block
 from exporter.events import ShoppingEvent
-from exporter.linecache import LineCache, Row
+from exporter.linecache import Facets, LineCache, Row
 
 ERASED = "(erased)"
 
@@ -260,34 +260,34 @@ class EventLog:
             position = event_id - block.base
             yield LoggedEvent(event_id, block.ts[position], block.event(position))
 
-    def read(self, ids: Sequence[int]) -> tuple[list[int], list[Row]]:
-        """Log times and (line, facets) rows of the held events with these ids (sorted either
-        way), in their order.
+    def read(self, ids: Sequence[int]) -> tuple[list[int], list[str], list[Facets]]:
+        """Log times, lines and facets of the held events with these ids (sorted either way),
+        in their order.
 
         What log queries read: lines come from the cache of the newest blocks' lines, or are
         rendered and kept there. A run of ids (a `range`, either way) is read a block-slice
         at a time.
         """
         stamps: list[int] = []
-        rows: list[Row] = []
+        lines: list[str] = []
+        facets: list[Facets] = []
         if isinstance(ids, range) and ids.step in (1, -1):
-            self._read_run(ids, stamps, rows)
-            return stamps, rows
+            self._read_run(ids, stamps, lines, facets)
+            return stamps, lines, facets
         for block, piece in self._by_block(ids):
             base = block.base
             positions = [event_id - base for event_id in piece]
             stamps += map(block.ts.__getitem__, positions)
-            cached = self._lines.rows(base)
+            cached = self._lines.lines(base)
             if max(positions[0], positions[-1]) < len(cached):
                 found = list(map(cached.__getitem__, positions))
+                kinds = list(map(self._lines.facets(base).__getitem__, positions))
             else:
-                found = [None] * len(positions)
-            if None in found:
-                for n, row in enumerate(found):
-                    if row is None:
-                        found[n] = self._row(block, positions[n])
-            rows += cast("list[Row]", found)
-        return stamps, rows
+                found, kinds = [None] * len(positions), [None] * len(positions)
+            self._fill(block, positions, found, kinds)
+            lines += cast("list[str]", found)
+            facets += cast("list[Facets]", kinds)
+        return stamps, lines, facets
 
     def _by_block(self, ids: Sequence[int]) -> Iterator[tuple[Block, Sequence[int]]]:
         """The held ids of a sorted list (either way), cut into runs that share a block."""
@@ -360,22 +360,38 @@ class EventLog:
             pieces.reverse()
         return pieces
 
-    def _read_run(self, ids: range, stamps: list[int], rows: list[Row]) -> None:
+    def _read_run(
+        self, ids: range, stamps: list[int], lines: list[str], facets: list[Facets]
+    ) -> None:
         for block, start, stop in self._pieces(ids):
-            cached = self._lines.rows(block.base)[start:stop]
-            if len(cached) < stop - start:
-                cached.extend([None] * (stop - start - len(cached)))
-            if None in cached:
-                for n, row in enumerate(cached):
-                    if row is None:
-                        cached[n] = self._row(block, start + n)
+            found = self._lines.lines(block.base)[start:stop]
+            kinds = self._lines.facets(block.base)[start:stop]
+            if len(found) < stop - start:
+                found.extend([None] * (stop - start - len(found)))
+                kinds.extend([None] * (stop - start - len(kinds)))
+            self._fill(block, range(start, stop), found, kinds)
             piece_stamps = block.ts[start:stop].tolist()
-            piece_rows = cast("list[Row]", cached)
             if ids.step == -1:
                 piece_stamps.reverse()
-                piece_rows.reverse()
+                found.reverse()
+                kinds.reverse()
             stamps += piece_stamps
-            rows += piece_rows
+            lines += cast("list[str]", found)
+            facets += cast("list[Facets]", kinds)
+
+    def _fill(
+        self,
+        block: Block,
+        positions: Sequence[int],
+        lines: list[str | None],
+        facets: list[Facets | None],
+    ) -> None:
+        """Render the lines the cache did not have (None), in place, keeping them if it can."""
+        if all(lines):  # a line is never empty; truth is a quicker test than `None in`
+            return
+        for n, line in enumerate(lines):
+            if line is None:
+                lines[n], facets[n] = self._row(block, positions[n])
 
     def _row(self, block: Block, position: int) -> Row:
         """The cached row of an event, or its line rendered now (and kept if there is room)."""

@@ -16,37 +16,41 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from exporter.eventblock import Block
 
-Row = tuple[str, tuple[str, Any, Any]]
-"""An event's line and its type, activity and membership (what its stream is made of)."""
+Facets = tuple[str, Any, Any]
+"""An event's type, activity and membership (what its stream is made of)."""
+Row = tuple[str, Facets]
+"""An event's line and its facets."""
 
 _SLOT = 8
-"""A pointer in a block's list of rows."""
-_ROW = 64 + 8
-"""A (line, facets) pair: the tuple and the facets' tuple header share of its slot."""
+"""A pointer in one of a block's lists (lines, facets)."""
 
 
 class _Rows:
-    """One block's cached rows, by position (None: not rendered yet)."""
+    """One block's cached lines and facets, by position (None: not rendered yet). Two lists,
+    not one of pairs: a scan reads every line but the facets of the few that pass, and a pair
+    would be one more object to fetch from memory per line."""
 
-    __slots__ = ("facets", "nbytes", "numbers", "rows")
+    __slots__ = ("facets", "lines", "nbytes", "numbers", "shared")
 
     def __init__(self) -> None:
         self.nbytes = 0
         self.numbers: dict[str, list[float]] = {}
         """Numeric details by name, by position (see Block.numbers)."""
-        self.rows: list[Row | None] = []
-        self.facets: dict[tuple[str, Any, Any], tuple[str, Any, Any]] = {}
+        self.lines: list[str | None] = []
+        self.facets: list[Facets | None] = []
+        self.shared: dict[Facets, Facets] = {}
         """Each distinct facets tuple once: a block's events share a few dozen."""
 
 
 _FLOAT = 24
 _NAMES = 4
 """Numeric details cached per block: queries filter on a few (cartValue, itemsInCart)."""
-_NONE: list[Row | None] = []
+_NO_LINES: list[str | None] = []
+_NO_FACETS: list[Facets | None] = []
 
 
 class LineCache:
-    """Rows of events by (block base, position), newest blocks first, within `budget` bytes."""
+    """Lines of events by (block base, position), newest blocks first, within `budget` bytes."""
 
     def __init__(self, budget: int) -> None:
         self.budget = budget
@@ -54,16 +58,26 @@ class LineCache:
         self._blocks: dict[int, _Rows] = {}
 
     def get(self, base: int, position: int) -> Row | None:
-        """The cached row of the event at `position` of the block starting at `base`."""
+        """The cached line and facets of the event at `position` of the block at `base`."""
         cached = self._blocks.get(base)
-        if cached is None or position >= len(cached.rows):
+        if cached is None or position >= len(cached.lines):
             return None
-        return cached.rows[position]
+        line = cached.lines[position]
+        if line is None:
+            return None
+        facets = cached.facets[position]
+        assert facets is not None  # set together with the line
+        return line, facets
 
-    def rows(self, base: int) -> list[Row | None]:
-        """The block's cached rows by position (empty when none; not to be changed)."""
+    def lines(self, base: int) -> list[str | None]:
+        """The block's cached lines by position (empty when none; not to be changed)."""
         cached = self._blocks.get(base)
-        return _NONE if cached is None else cached.rows
+        return _NO_LINES if cached is None else cached.lines
+
+    def facets(self, base: int) -> list[Facets | None]:
+        """The block's cached facets by position, beside `lines` (not to be changed)."""
+        cached = self._blocks.get(base)
+        return _NO_FACETS if cached is None else cached.facets
 
     def put(self, base: int, length: int, position: int, row: Row) -> Row:
         """Keep a rendered row (of a block holding `length` events) if its block is admitted
@@ -73,18 +87,20 @@ class LineCache:
             cached = self._admit(base)
             if cached is None:
                 return row
-        rows = cached.rows
-        if position < len(rows):
-            kept = rows[position]
+        lines = cached.lines
+        if position < len(lines):
+            kept = lines[position]
             if kept is not None:
-                return kept
+                facets = cached.facets[position]
+                assert facets is not None
+                return kept, facets
         line, facets = row
         try:
-            shared = cached.facets.get(facets)
+            shared = cached.shared.get(facets)
             hashable = True
         except TypeError:  # odd details (a dict as activity) are not shared, just kept
             shared, hashable = None, False
-        added = max(0, length - len(rows)) * _SLOT + _ROW + sys.getsizeof(line)
+        added = max(0, length - len(lines)) * 2 * _SLOT + sys.getsizeof(line)
         if shared is None:
             added += sys.getsizeof(facets) + sum(map(sys.getsizeof, facets))
         if not self._room(base, added):
@@ -92,13 +108,16 @@ class LineCache:
         if shared is None:
             shared = facets
             if hashable:
-                cached.facets[facets] = facets
-        if len(rows) < length:  # the open block grows: its list follows
-            rows.extend([None] * (length - len(rows)))
-        row = rows[position] = (line, shared)
+                cached.shared[facets] = facets
+        if len(lines) < length:  # the open block grows: its lists follow
+            grow = length - len(lines)
+            lines.extend([None] * grow)
+            cached.facets.extend([None] * grow)
+        lines[position] = line
+        cached.facets[position] = shared
         cached.nbytes += added
         self.nbytes += added
-        return row
+        return line, shared
 
     def numbers(self, block: Block, name: str, start: int, stop: int) -> list[float]:
         """Detail `name` of the block's events at positions [start, stop) as floats (NaN: not

@@ -63,8 +63,8 @@ def slow_numbers(
 
 
 def fast_lines(log: EventLog, ids: list[int] | range) -> list[tuple[int, str, tuple[object, ...]]]:
-    stamps, rows = log.read(ids)
-    return [(ts, line, facets) for ts, (line, facets) in zip(stamps, rows, strict=True)]
+    stamps, lines, facets = log.read(ids)
+    return list(zip(stamps, lines, facets, strict=True))
 
 
 def test_iso_millis_is_datetimes_isoformat() -> None:

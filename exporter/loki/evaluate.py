@@ -13,7 +13,7 @@ from itertools import compress
 from typing import Final
 
 from exporter.eventlog import EventLog
-from exporter.linecache import Row
+from exporter.linecache import Facets
 from exporter.loki import index_counts, metric_functions, screens
 from exporter.loki.grammar import COMPARISONS, SET_OPS
 from exporter.loki.index import StreamIndex
@@ -133,11 +133,10 @@ def _event_batches(
         if numbers is not None:
             # Events whose number fails the filter are not even read (nor counted as read).
             some = log.numbers_pass(some, *numbers)
-        stamps, rows = log.read(some)
-        lines = [row[0] for row in rows]
+        stamps, lines, facets = log.read(some)
         stats.lines += len(lines)
         stats.bytes += sum(map(len, lines))
-        kept: Iterable[tuple[int, Row]] = zip(stamps, rows, strict=True)
+        kept: Iterable[tuple[int, str, Facets]] = zip(stamps, lines, facets, strict=True)
         if screened:
             mask = list(screens.passing(lines, screened))
             kept = compress(kept, mask)
@@ -145,7 +144,7 @@ def _event_batches(
         if keeps_line is not None:
             kept = compress(kept, map(keeps_line, lines))
         batch: Batch = []
-        for ts_ns, (line, key) in kept:
+        for ts_ns, line, key in kept:
             labels = picked.get(key)
             if labels is None:
                 stream = labeller.for_key(key)

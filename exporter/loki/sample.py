@@ -48,13 +48,13 @@ async def newest_lines(
         window *= 4
     candidates.sort(reverse=True)
     lines: list[str] = []
-    stamps, rows = log.read(candidates[:want])
+    stamps, read, facets = log.read(candidates[:want])
     if pipeline.keeps_lines:  # `| json` and the like: every line comes out as it went in
-        lines = [line for line, _ in rows[:limit]]
+        lines = read[:limit]
         if len(lines) >= limit:
             return lines
-        stamps, rows = [], []
-    for n, (ts_ns, (line, key)) in enumerate(zip(stamps, rows, strict=True)):
+        stamps, read, facets = [], [], []
+    for n, (ts_ns, line, key) in enumerate(zip(stamps, read, facets, strict=True)):
         result = pipeline.run(ts_ns, line, labeller.for_key(key))
         if result is not None:
             lines.append(result[0])

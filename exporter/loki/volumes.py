@@ -69,7 +69,7 @@ async def stream_volumes(
     line_size = sizes if sizes is not None else LineSizes()
     for key in keys if sized else ():
         if key not in line_size:
-            lines = [len(line.encode()) for line, _ in log.read(index.newest(key, SAMPLE))[1]]
+            lines = [len(line.encode()) for line in log.read(index.newest(key, SAMPLE))[1]]
             if lines:
                 line_size[key] = round(sum(lines) / len(lines))
     # Each stream's entries in every span at once: a bisection per span edge, in C.
