@@ -80,6 +80,12 @@ def iso_millis(at: float) -> str:
     return f"{prefix}.{micros // 1000:03d}+00:00"
 
 
+def facets_of(event: ShoppingEvent) -> Facets:
+    """What an event's stream is made of: its type, activity and membership."""
+    props = event.props
+    return event.type, props.get("activity"), props.get("membership")
+
+
 def render_line(event: ShoppingEvent) -> str:
     """The JSON line for an event: time, type, shopper, bounded details and a human message."""
     body: dict[str, Any] = {
@@ -262,32 +268,55 @@ class EventLog:
 
     def read(self, ids: Sequence[int]) -> tuple[list[int], list[str], list[Facets]]:
         """Log times, lines and facets of the held events with these ids (sorted either way),
-        in their order.
+        in their order."""
+        held, lines = self.lines(ids)
+        stamps, facets = self.details(held)
+        return stamps, lines, facets
 
-        What log queries read: lines come from the cache of the newest blocks' lines, or are
-        rendered and kept there. A run of ids (a `range`, either way) is read a block-slice
-        at a time.
+    def lines(self, ids: Sequence[int]) -> tuple[list[int], list[str]]:
+        """The held ids among these (sorted either way) and their lines, in their order.
+
+        What a log query's scan reads first: lines come from the cache of the newest blocks'
+        lines, or are rendered and kept there; log times and facets (`details`) are read only
+        for the lines its filters keep. A run of ids (a `range`, either way) is read a
+        block-slice at a time.
         """
-        stamps: list[int] = []
-        lines: list[str] = []
-        facets: list[Facets] = []
         if isinstance(ids, range) and ids.step in (1, -1):
-            self._read_run(ids, stamps, lines, facets)
-            return stamps, lines, facets
+            return self._run_lines(ids)
+        held: list[int] = []
+        lines: list[str] = []
+        for block, piece in self._by_block(ids):
+            base = block.base
+            positions = [event_id - base for event_id in piece]
+            cached = self._lines.lines(base)
+            if max(positions[0], positions[-1]) < len(cached):
+                found = list(map(cached.__getitem__, positions))
+            else:
+                found = [None] * len(positions)
+            self._fill(block, positions, found)
+            held += piece
+            lines += cast("list[str]", found)
+        return held, lines
+
+    def details(self, ids: Sequence[int]) -> tuple[list[int], list[Facets]]:
+        """Log times and facets of held events (ids sorted either way, as `lines` gave them)."""
+        stamps: list[int] = []
+        facets: list[Facets] = []
         for block, piece in self._by_block(ids):
             base = block.base
             positions = [event_id - base for event_id in piece]
             stamps += map(block.ts.__getitem__, positions)
-            cached = self._lines.lines(base)
+            cached = self._lines.facets(base)
             if max(positions[0], positions[-1]) < len(cached):
                 found = list(map(cached.__getitem__, positions))
-                kinds = list(map(self._lines.facets(base).__getitem__, positions))
             else:
-                found, kinds = [None] * len(positions), [None] * len(positions)
-            self._fill(block, positions, found, kinds)
-            lines += cast("list[str]", found)
-            facets += cast("list[Facets]", kinds)
-        return stamps, lines, facets
+                found = [None] * len(positions)
+            if not all(found):  # lines of a block the cache did not take
+                for n, kept in enumerate(found):
+                    if kept is None:
+                        found[n] = facets_of(block.event(positions[n]))
+            facets += cast("list[Facets]", found)
+        return stamps, facets
 
     def _by_block(self, ids: Sequence[int]) -> Iterator[tuple[Block, Sequence[int]]]:
         """The held ids of a sorted list (either way), cut into runs that share a block."""
@@ -360,47 +389,37 @@ class EventLog:
             pieces.reverse()
         return pieces
 
-    def _read_run(
-        self, ids: range, stamps: list[int], lines: list[str], facets: list[Facets]
-    ) -> None:
+    def _run_lines(self, ids: range) -> tuple[list[int], list[str]]:
+        held: list[int] = []
+        lines: list[str] = []
         for block, start, stop in self._pieces(ids):
             found = self._lines.lines(block.base)[start:stop]
-            kinds = self._lines.facets(block.base)[start:stop]
             if len(found) < stop - start:
                 found.extend([None] * (stop - start - len(found)))
-                kinds.extend([None] * (stop - start - len(kinds)))
-            self._fill(block, range(start, stop), found, kinds)
-            piece_stamps = block.ts[start:stop].tolist()
+            self._fill(block, range(start, stop), found)
+            piece = range(block.base + start, block.base + stop)
             if ids.step == -1:
-                piece_stamps.reverse()
+                piece = piece[::-1]
                 found.reverse()
-                kinds.reverse()
-            stamps += piece_stamps
+            held += piece
             lines += cast("list[str]", found)
-            facets += cast("list[Facets]", kinds)
+        return held, lines
 
-    def _fill(
-        self,
-        block: Block,
-        positions: Sequence[int],
-        lines: list[str | None],
-        facets: list[Facets | None],
-    ) -> None:
+    def _fill(self, block: Block, positions: Sequence[int], lines: list[str | None]) -> None:
         """Render the lines the cache did not have (None), in place, keeping them if it can."""
         if all(lines):  # a line is never empty; truth is a quicker test than `None in`
             return
         for n, line in enumerate(lines):
             if line is None:
-                lines[n], facets[n] = self._row(block, positions[n])
+                lines[n] = self._row(block, positions[n])[0]
 
     def _row(self, block: Block, position: int) -> Row:
         """The cached row of an event, or its line rendered now (and kept if there is room)."""
         row = self._lines.get(block.base, position)
         if row is None:
             event = block.event(position)
-            props = event.props
-            facets = (event.type, props.get("activity"), props.get("membership"))
-            row = self._lines.put(block.base, len(block), position, (render_line(event), facets))
+            row = (render_line(event), facets_of(event))
+            row = self._lines.put(block.base, len(block), position, row)
         return row
 
     def redact(self, user_id: str) -> int:

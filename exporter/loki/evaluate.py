@@ -13,7 +13,6 @@ from itertools import compress
 from typing import Final
 
 from exporter.eventlog import EventLog
-from exporter.linecache import Facets
 from exporter.loki import index_counts, metric_functions, screens
 from exporter.loki.grammar import COMPARISONS, SET_OPS
 from exporter.loki.index import StreamIndex
@@ -133,18 +132,19 @@ def _event_batches(
         if numbers is not None:
             # Events whose number fails the filter are not even read (nor counted as read).
             some = log.numbers_pass(some, *numbers)
-        stamps, lines, facets = log.read(some)
+        held, lines = log.lines(some)
         stats.lines += len(lines)
         stats.bytes += sum(map(len, lines))
-        kept: Iterable[tuple[int, str, Facets]] = zip(stamps, lines, facets, strict=True)
         if screened:
             mask = list(screens.passing(lines, screened))
-            kept = compress(kept, mask)
-            lines = list(compress(lines, mask))
+            held, lines = list(compress(held, mask)), list(compress(lines, mask))
         if keeps_line is not None:
-            kept = compress(kept, map(keeps_line, lines))
+            mask = list(map(keeps_line, lines))
+            held, lines = list(compress(held, mask)), list(compress(lines, mask))
+        # Log times and streams only for the lines that passed.
+        stamps, facets = log.details(held)
         batch: Batch = []
-        for ts_ns, line, key in kept:
+        for ts_ns, line, key in zip(stamps, lines, facets, strict=True):
             labels = picked.get(key)
             if labels is None:
                 stream = labeller.for_key(key)
