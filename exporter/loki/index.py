@@ -108,38 +108,24 @@ class StreamIndex:
         if first_id > last_id:
             return
         buckets = [bucket for key in keys if (bucket := self._ids.get(key))]
-        # Each bucket's positions still to visit, [lo, hi): they shrink window by window.
-        spans = [[bisect_left(b, first_id), bisect_right(b, last_id)] for b in buckets]
-        wanted = sum(hi - lo for lo, hi in spans)
+        wanted = sum(bisect_right(b, last_id) - bisect_left(b, first_id) for b in buckets)
         if wanted == 0:
             return
         # The id span that holds `size` of the wanted ids, were they evenly spread.
         width = max(1, (last_id - first_id + 1) * size // wanted)
-        edge = last_id + 1 if backward else first_id
-        done = first_id if backward else last_id + 1
+        # Each window bisects the buckets afresh: between two, a refresh may trim their heads.
+        low, high = (last_id + 1 - width, last_id + 1) if backward else (first_id, first_id + width)
         while True:
-            runs = []
-            if backward:
-                edge = max(first_id, edge - width)
-                for bucket, span in zip(buckets, spans, strict=True):
-                    lo, hi = span
-                    cut = bisect_left(bucket, edge, lo, hi)
-                    if cut < hi:
-                        runs.append(bucket[cut:hi])
-                        span[1] = cut
-            else:
-                edge = min(last_id + 1, edge + width)
-                for bucket, span in zip(buckets, spans, strict=True):
-                    lo, hi = span
-                    cut = bisect_left(bucket, edge, lo, hi)
-                    if cut > lo:
-                        runs.append(bucket[lo:cut])
-                        span[0] = cut
+            low, high = max(low, first_id), min(high, last_id + 1)
+            runs = [
+                bucket[bisect_left(bucket, low) : bisect_left(bucket, high)] for bucket in buckets
+            ]
             merged = sorted(chain.from_iterable(runs), reverse=backward)
             if merged:
                 yield merged
-            if edge == done:
+            if (low if backward else high) == (first_id if backward else last_id + 1):
                 return
+            low, high = (low - width, low) if backward else (high, high + width)
 
     def ids(
         self, keys: list[EventKey], first_id: int, last_id: int, *, backward: bool
