@@ -1,17 +1,25 @@
 """The event log in a snapshot: its packed blocks written as they are held and read back as they
 were, so no event is rebuilt or packed again on either side.
 
-Sections: `events.meta` (JSON: ids, times and each block's base, length and tables) and the
-blocks' columns end to end, one section each (`events.ts`, `.at`, `.kinds`, `.users`,
-`.shapes`, `.offsets`, `.blob`). A block's offsets are its own (one more than its events), so
-its slice of the blob is found by its last offset.
+Sections: `events.meta` (JSON: ids, times and each block's base, length, types and detail
+keys), `events.who` (each block's shoppers as a JSON array of its own, `[id, name, id, name,
+...]`, end to end; the meta gives each one's byte length) and the blocks' columns end to end,
+one section each (`events.ts`, `.at`, `.kinds`, `.users`, `.shapes`, `.offsets`, `.blob`). A
+block's offsets are its own (one more than its events), so its slice of the blob is found by
+its last offset.
+
+The shoppers are read a block at a time, not with the meta, for the memory a restore leaves
+behind: an hour of events names hundreds of thousands of shoppers, and decoding them all at
+once made strings that were garbage a moment later (each is shared with the restored shopper
+of that id), spread over pages that the objects kept meanwhile then held on to (about 30 MiB
+of RSS at 200k shoppers). Format 3 kept them in the meta; it is still read.
 """
 
 from __future__ import annotations
 
 import sys
 from array import array
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
 import orjson
@@ -28,6 +36,7 @@ COLUMNS: Final = (("ts", "q"), ("at", "d"), ("kinds", "H"), ("users", "H"), ("sh
 def write(out: SectionWriter, log: EventLog) -> None:
     """The log's blocks and where its ids and times stand."""
     blocks = log.blocks()
+    who = [orjson.dumps([name for pair in block.user_table for name in pair]) for block in blocks]
     meta = {
         "first": log.first_id,
         "nextId": log.last_id + 1,
@@ -37,13 +46,14 @@ def write(out: SectionWriter, log: EventLog) -> None:
                 "base": block.base,
                 "length": len(block),
                 "kinds": block.kind_table,
-                "users": block.user_table,
+                "whoBytes": len(names),
                 "shapes": block.shape_table,
             }
-            for block in blocks
+            for block, names in zip(blocks, who, strict=True)
         ],
     }
     out.section("events.meta", orjson.dumps(meta))
+    out.section("events.who", b"".join(who))
     for name, typecode in (*COLUMNS, ("offsets", "I")):
         column: array[Any] = array(typecode)
         for block in blocks:
@@ -64,8 +74,9 @@ def read(found: Mapping[str, memoryview], log: EventLog, shoppers: Mapping[str, 
     offsets = _Column(found, "offsets", "I")
     blob = found["events.blob"]
     shared = _Sharing(shoppers)
+    who = found.get("events.who")
     blocks: list[Block] = []
-    at = offset_at = blob_at = 0
+    at = offset_at = blob_at = who_at = 0
     for entry in meta["blocks"]:
         length = int(entry["length"])
         if length < 1:
@@ -75,9 +86,19 @@ def read(found: Mapping[str, memoryview], log: EventLog, shoppers: Mapping[str, 
         size = block_offsets[-1]
         if blob_at + size > len(blob):
             raise SnapshotError("the event blob is cut short")
+        pairs: Iterable[Sequence[str]]
+        if "users" in entry:  # format 3
+            pairs = entry["users"]
+        else:
+            if who is None:
+                raise SnapshotError("the events' shoppers are missing")
+            who_size = int(entry["whoBytes"])
+            names = orjson.loads(who[who_at : who_at + who_size])
+            who_at += who_size
+            pairs = zip(names[0::2], names[1::2], strict=True)
         tables = (
             [sys.intern(str(kind)) for kind in entry["kinds"]],
-            [shared.who(str(uid), str(name)) for uid, name in entry["users"]],
+            [shared.who(str(uid), str(name)) for uid, name in pairs],
             [shared.shape(shape) for shape in entry["shapes"]],
         )
         parts = (ts, when, kinds, users, shapes, block_offsets)

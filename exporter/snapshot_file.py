@@ -20,10 +20,11 @@ from typing import Any, Final, TypeAlias
 
 MAGIC: Final = b"LSMSNAP\x00"
 END: Final = b"LSMSEND\x00"
-VERSION: Final = 3
+VERSION: Final = 4
 """Format 1 was one JSON object (read by exporter.snapshot_legacy); 2 is this layout with the
-event log as one JSON list of events; 3 keeps the log's packed blocks (exporter.snapshot_events)."""
-READS: Final = (2, 3)
+event log as one JSON list of events; 3 keeps the log's packed blocks (exporter.snapshot_events);
+4 keeps their shopper tables in a section of their own, read a block at a time."""
+READS: Final = (2, 3, 4)
 """The versions of this layout this build reads."""
 Buffer: TypeAlias = "bytes | bytearray | memoryview | array[Any]"
 """What a section's payload may be (anything with the buffer protocol)."""

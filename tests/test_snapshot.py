@@ -200,6 +200,18 @@ def test_format_2_snapshot_is_read(tmp_path: Path) -> None:
     assert path.exists()
 
 
+def test_format_3_snapshot_is_read(tmp_path: Path) -> None:
+    """A snapshot of format 3 (each event block's shoppers in the meta; written by that code)
+    reads back to what it held."""
+    path = tmp_path / "state"
+    shutil.copy(FIXTURES / "snapshot-v3.state", path)
+    expected = orjson.loads((FIXTURES / "snapshot-v3.expected.json").read_bytes())
+    after = restored(path, replace(SETTINGS, event_log_retention=10 * 365 * 86400.0))
+    assert after.log.blocks()
+    assert seen(after, T0 + 470) == expected
+    assert path.exists()
+
+
 def test_event_blocks_are_restored_as_held(tmp_path: Path) -> None:
     """The log's packed blocks come back as they were (same bases, lengths and columns), their
     shopper strings are the restored shoppers' own, and new events carry on in a block of
@@ -241,13 +253,13 @@ def test_newer_format_is_refused_and_kept(tmp_path: Path, caplog: pytest.LogCapt
     """A snapshot of a format this version does not know is refused with a clear message and
     kept aside under its format's name; the service starts empty."""
     path = tmp_path / "state"
-    path.write_bytes(struct.pack("<8sI", MAGIC, 4) + b"\x00" * 64)
+    path.write_bytes(struct.pack("<8sI", MAGIC, 5) + b"\x00" * 64)
     with caplog.at_level(logging.ERROR):
         ingestor = restored(path)
     assert len(ingestor.store) == 0
-    assert "snapshot format 4 is not one this version reads" in caplog.text
+    assert "snapshot format 5 is not one this version reads" in caplog.text
     assert "newer release" in caplog.text
-    assert len(list(tmp_path.glob("state.format4-*"))) == 1
+    assert len(list(tmp_path.glob("state.format5-*"))) == 1
     assert not path.exists()
 
 
