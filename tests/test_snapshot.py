@@ -13,6 +13,7 @@ import socket
 import struct
 import subprocess
 import time
+import tracemalloc
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,12 +25,14 @@ import orjson
 import pytest
 from snapshot_shapes import SETTINGS, T0, Clock, fill, make_ingestor, observe, record
 
-from exporter import snapshot, snapshot_codec
+from exporter import snapshot, snapshot_codec, snapshot_events
+from exporter.eventlog import EventLog, Hub
+from exporter.ingest import Ingestor
 from exporter.settings import Settings
 from exporter.snapshot_file import MAGIC, leftovers
 from exporter.snapshot_writer import PAUSE_ENV, SnapshotWriter
 from exporter.status import SnapshotStatus
-from exporter.store import Shopper
+from exporter.store import Shopper, ShopperStore
 
 from support import IN_CI, free_port, http_get, run_exporter, shopper, wait_until
 
@@ -210,6 +213,45 @@ def test_format_3_snapshot_is_read(tmp_path: Path) -> None:
     assert after.log.blocks()
     assert seen(after, T0 + 470) == expected
     assert path.exists()
+
+
+def test_a_restore_decodes_the_events_shoppers_a_block_at_a_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each event block's shoppers are decoded on their own and let go before the next block
+    (their strings become the restored shoppers' own): what a restore holds in passing is one
+    block's names, not the whole log's, which would stay behind as part-used pages."""
+    store = ShopperStore(SETTINGS)
+    before = Ingestor(SETTINGS, store, EventLog(None, block_size=150), Hub(), clock=Clock())
+    before.ingest(
+        [record(f"shopper-{n:05d}", 10, activity="Browsing") for n in range(3000)], "http"
+    )
+    assert len(before.log.blocks()) >= 20
+    path = tmp_path / "state"
+    snapshot.save(path, before)
+    everyone = [name for block in before.log.blocks() for pair in block.user_table for name in pair]
+    tracemalloc.start()
+    all_at_once = orjson.loads(orjson.dumps(everyone))
+    whole_log = tracemalloc.get_traced_memory()[0]
+    del all_at_once
+    passing: list[int] = []
+    read = snapshot_events.read
+
+    def timed(*args: Any) -> None:
+        tracemalloc.reset_peak()
+        start = tracemalloc.get_traced_memory()[0]
+        read(*args)
+        end, peak = tracemalloc.get_traced_memory()
+        passing.append(peak - max(start, end))
+
+    monkeypatch.setattr(snapshot_events, "read", timed)
+    try:
+        after = restored(path, replace(SETTINGS, event_log_size=10_000))
+    finally:
+        tracemalloc.stop()
+    assert [e.line for e in after.log.after(0)] == [e.line for e in before.log.after(0)]
+    assert passing
+    assert passing[0] < whole_log / 2, (passing, whole_log)
 
 
 def test_event_blocks_are_restored_as_held(tmp_path: Path) -> None:
