@@ -212,14 +212,16 @@ def test_shopper_search_and_timeline_panel(page: Page, exporter: str) -> None:
     rows = page.locator("#shopper-rows tr[data-user]")
     expect(rows).not_to_have_count(0, timeout=10 * SECONDS)
     name = rows.first.locator(".shopper-name").inner_text()
-    page.locator("#shopper-search").fill(name.split()[0])
+    # The whole name: the search also matches locations, and a first name alone may be part of
+    # one ("Mia" of "Miami, FL", "Diego" of "San Diego, CA").
+    page.locator("#shopper-search").fill(name)
     page.wait_for_function(
-        """(first) => [...document.querySelectorAll('#shopper-rows .shopper-name')]
-            .every((cell) => cell.textContent.toLowerCase().includes(first))""",
-        arg=name.split()[0].lower(),
+        """(name) => [...document.querySelectorAll('#shopper-rows .shopper-name')]
+            .every((cell) => cell.textContent.toLowerCase().includes(name))""",
+        arg=name.lower(),
         timeout=5 * SECONDS,
     )
-    expect(rows.first.locator(".shopper-name")).to_contain_text(name.split()[0])
+    expect(rows.first.locator(".shopper-name")).to_contain_text(name)
     page.locator("#shopper-search").fill("no shopper is called this")
     expect(page.locator("#shopper-rows tr.empty")).to_have_text("No shopper matches the search")
     page.locator("#shopper-search").fill("")
