@@ -10,7 +10,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from itertools import compress, repeat
-from operator import ne, neg, or_
+from operator import ne, neg, or_, sub
 from typing import Any, cast
 
 import orjson
@@ -78,6 +78,11 @@ def iso_millis(at: float) -> str:
             _SECONDS.clear()
         prefix = _SECONDS[whole] = datetime.fromtimestamp(whole, UTC).isoformat()[:19]
     return f"{prefix}.{micros // 1000:03d}+00:00"
+
+
+def _positions(ids: Sequence[int], base: int) -> list[int]:
+    """Positions in the block starting at `base` of these ids (a subtraction each, in C)."""
+    return list(map(sub, ids, repeat(base)))
 
 
 def facets_of(event: ShoppingEvent) -> Facets:
@@ -286,9 +291,8 @@ class EventLog:
         held: list[int] = []
         lines: list[str] = []
         for block, piece in self._by_block(ids):
-            base = block.base
-            positions = [event_id - base for event_id in piece]
-            cached = self._lines.lines(base)
+            positions = _positions(piece, block.base)
+            cached = self._lines.lines(block.base)
             if max(positions[0], positions[-1]) < len(cached):
                 found = list(map(cached.__getitem__, positions))
             else:
@@ -303,10 +307,9 @@ class EventLog:
         stamps: list[int] = []
         facets: list[Facets] = []
         for block, piece in self._by_block(ids):
-            base = block.base
-            positions = [event_id - base for event_id in piece]
+            positions = _positions(piece, block.base)
             stamps += map(block.ts.__getitem__, positions)
-            cached = self._lines.facets(base)
+            cached = self._lines.facets(block.base)
             if max(positions[0], positions[-1]) < len(cached):
                 found = list(map(cached.__getitem__, positions))
             else:
@@ -756,9 +759,9 @@ class Hub:
     def close_all(self) -> None:
         """Wake every reader for the last time (shutdown)."""
         self.closed = True
-        for sub in list(self._subscribers):
-            sub._catch_up()
-            sub.closed = True
+        for subscription in list(self._subscribers):
+            subscription._catch_up()
+            subscription.closed = True
         self._subscribers.clear()
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)

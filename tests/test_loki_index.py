@@ -160,7 +160,7 @@ def test_windows_give_what_ids_gives(backward: bool, size: int) -> None:
     index = sources.index
     assert index is not None
     index.refresh()
-    keys = [key for key in index.share(lambda key: True)[0] if key[0] in ("cart_add", "search")]
+    keys = [key for key in index.picked(None, sources.labeller) if key[0] in ("cart_add", "search")]
     for first, last in [(0, 10**6), (520, 640), (650, 650), (640, 520)]:
         expected = index.ids(keys, first, last, backward=backward)
         windows = list(index.windows(keys, first, last, backward=backward, size=size))
@@ -179,7 +179,7 @@ def test_windows_survive_a_trim_between_two(backward: bool) -> None:
     index, log = sources.index, sources.log
     assert index is not None
     index.refresh()
-    keys = [key for key in index.share(lambda key: True)[0] if key[0] == "cart_add"]
+    keys = [key for key in index.picked(None, sources.labeller) if key[0] == "cart_add"]
     first, last = log.first_id, log.last_id
     expected = index.ids(keys, first, last, backward=backward)
     windows = index.windows(keys, first, last, backward=backward, size=50)
@@ -210,3 +210,33 @@ def test_read_gives_what_get_gives(block_size: int, backward: bool) -> None:
         stamps, lines, _ = log.read(asked)
         assert stamps == [e.ts_ns for e in expected]
         assert lines == [e.line for e in expected]
+
+
+def test_a_selectors_streams_follow_streams_that_come_and_go() -> None:
+    """The keys a selector picks are remembered between queries, yet a stream first seen later
+    joins them and a stream whose events all left the log drops out."""
+    log = EventLog(4096)
+    index = StreamIndex(log)
+    labeller = StreamLabeller(50)
+    selector = parse('{type=~"cart_.*"}')
+    assert isinstance(selector, LogQuery)
+
+    def log_one(kind: str, activity: str) -> None:
+        at = log.last_id + 1
+        log.append(ShoppingEvent(kind, "u1", "Ann", 0.0, {"activity": activity}), at * SECOND)
+
+    log_one("cart_add", "Cart")
+    log_one("search", "Search")
+    index.refresh()
+    assert index.picked(selector.selector, labeller) == [("cart_add", "Cart", None)]
+    log_one("cart_remove", "Cart")
+    index.refresh()
+    assert index.picked(selector.selector, labeller) == [
+        ("cart_add", "Cart", None),
+        ("cart_remove", "Cart", None),
+    ]
+    for _ in range(8192):  # the first events leave the ring; the index trims their streams
+        log_one("cart_remove", "Cart")
+    index.refresh()
+    assert index.picked(selector.selector, labeller) == [("cart_remove", "Cart", None)]
+    assert index.picked(None, labeller) == [("cart_remove", "Cart", None)]

@@ -172,8 +172,8 @@ def _candidate_slices(
     everything = range(last.id, first.id - 1, -1) if backward else range(first.id, last.id + 1)
     windows: Iterable[Sequence[int]] = (everything,)
     if index is not None:
-        labeller = sources.labeller
-        keys, picked, total = index.share(lambda key: selector.matches(labeller.for_key(key)))
+        keys = index.picked(selector, sources.labeller)
+        picked, total = index.share(keys)
         if picked < total * SCAN_SHARE:
             windows = index.windows(
                 keys, first.id, last.id, backward=backward, size=_WINDOW_SLICES * _SLICE
@@ -525,7 +525,7 @@ class MetricEvaluator:
             last = next(log.between(start_ns, end_ns, backward=True), None)
             return None if first is None or last is None else (first.id, last.id)
 
-        keys, _picked, _total = index.share(lambda key: selector.matches(labeller.for_key(key)))
+        keys = index.picked(selector, labeller)
         series, counted = await index_counts.counts_by_step(
             agg, self.steps, keys, labeller, window, index.count, self.pace.tick
         )

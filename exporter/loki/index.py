@@ -8,13 +8,18 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from itertools import chain, islice
+from typing import Final
 
 from aiohttp import web
 
 from exporter.eventlog import EventLog
-from exporter.loki.streams import EventKey
+from exporter.loki.streams import EventKey, StreamLabeller
+from exporter.loki.syntax import StreamSelector
+
+_PICKS: Final = 256
+"""Selectors whose stream keys are remembered (dashboards repeat a few dozen queries)."""
 
 
 class StreamIndex:
@@ -25,6 +30,8 @@ class StreamIndex:
         self._ids: dict[EventKey, array[int]] = {}
         self._indexed = 0
         self._trimmed_below = 0
+        self._picks: dict[tuple[StreamSelector | None, StreamLabeller], list[EventKey]] = {}
+        """Each selector's stream keys, until a key comes or goes."""
 
     def refresh(self, limit: int | None = None) -> bool:
         """Index events logged since the last call (at most `limit` of them); forget ids that
@@ -38,6 +45,7 @@ class StreamIndex:
             bucket = ids.get(key)
             if bucket is None:
                 bucket = ids[key] = array("q")
+                self._picks.clear()
             bucket.append(logged.id)
             self._indexed = logged.id
         self._indexed = max(self._indexed, log.first_id - 1)
@@ -49,20 +57,33 @@ class StreamIndex:
                 cut = bisect_left(bucket, first)
                 if cut == len(bucket):
                     del ids[key]
+                    self._picks.clear()
                 elif cut:
                     del bucket[:cut]
             self._trimmed_below = first
         return self._indexed < log.last_id
 
-    def share(self, wanted: Callable[[EventKey], bool]) -> tuple[list[EventKey], int, int]:
-        """(keys a selector wants, ids held under them, ids held overall)."""
-        keys, picked, total = [], 0, 0
-        for key, bucket in self._ids.items():
-            total += len(bucket)
-            if wanted(key):
-                keys.append(key)
-                picked += len(bucket)
-        return keys, picked, total
+    def picked(self, selector: StreamSelector | None, labeller: StreamLabeller) -> list[EventKey]:
+        """The stream keys whose labels the selector matches (every key for None), in the
+        order streams were first seen. Remembered per selector: Grafana sends the same
+        queries on every refresh, and matching each key's labels is a Python call per key."""
+        memo = (selector, labeller)
+        keys = self._picks.get(memo)
+        if keys is None:
+            keys = [
+                key
+                for key in self._ids
+                if selector is None or selector.matches(labeller.for_key(key))
+            ]
+            if len(self._picks) >= _PICKS:
+                self._picks.clear()
+            self._picks[memo] = keys
+        return keys
+
+    def share(self, keys: list[EventKey]) -> tuple[int, int]:
+        """(ids held under these keys, ids held overall)."""
+        ids = self._ids
+        return sum(len(ids[key]) for key in keys if key in ids), sum(map(len, ids.values()))
 
     def counts(self, first_id: int, last_id: int) -> dict[EventKey, int]:
         """Held events per stream key with ids in [first_id, last_id]."""
@@ -73,11 +94,6 @@ class StreamIndex:
             if held > 0:
                 out[key] = held
         return out
-
-    def keys_in_order(self, keys: list[EventKey]) -> list[EventKey]:
-        """These keys in the order `counts` gives them (the order streams were first seen)."""
-        wanted = set(keys)
-        return [key for key in self._ids if key in wanted]
 
     def count(self, key: EventKey, first_id: int, last_id: int) -> int:
         """Held events of one stream key with ids in [first_id, last_id]."""
@@ -118,11 +134,14 @@ class StreamIndex:
         while True:
             low, high = max(low, first_id), min(high, last_id + 1)
             runs = [
-                bucket[bisect_left(bucket, low) : bisect_left(bucket, high)] for bucket in buckets
+                run
+                for bucket in buckets
+                if (run := bucket[bisect_left(bucket, low) : bisect_left(bucket, high)])
             ]
-            merged = sorted(chain.from_iterable(runs), reverse=backward)
-            if merged:
-                yield merged
+            if len(runs) == 1:  # one stream in this window: its ids are in order already
+                yield runs[0].tolist()[::-1] if backward else runs[0].tolist()
+            elif runs:
+                yield sorted(chain.from_iterable(runs), reverse=backward)
             if (low if backward else high) == (first_id if backward else last_id + 1):
                 return
             low, high = (low - width, low) if backward else (high, high + width)

@@ -43,7 +43,7 @@ async def pattern_samples(
     while index.refresh(_SLICE):
         await pace.tick()
     labeller, log = sources.labeller, sources.log
-    keys, _, _ = index.share(lambda key: selector.matches(labeller.for_key(key)))
+    keys = index.picked(selector, labeller)
     first, last = log.span_ids(start_ns, end_ns)
     found: dict[PatternKey, dict[int, int]] = defaultdict(lambda: defaultdict(int))
     if first > last or not keys:

@@ -32,7 +32,7 @@ async def newest_lines(
     log, labeller, selector = sources.log, sources.labeller, query.selector
     pipeline = Pipeline(query.stages)
     first, last = log.span_ids(start_ns, end_ns)
-    keys, _, _ = index.share(lambda key: selector.matches(labeller.for_key(key)))
+    keys = index.picked(selector, labeller)
     want = limit * OVERSAMPLE
     window = want
     while True:

@@ -64,7 +64,7 @@ async def stream_volumes(
     def picked(labels: Labels) -> bool:
         return selector is None or selector.matches(labels)
 
-    keys, _, _ = index.share(lambda key: picked(labeller.for_key(key)))
+    keys = index.picked(selector, labeller)
     sized = sizes is not None
     line_size = sizes if sizes is not None else LineSizes()
     for key in keys if sized else ():
@@ -78,7 +78,7 @@ async def stream_volumes(
     stops = [max(first, last + 1) for first, last in edges]
     streams: list[tuple[Labels, LabelsKey, int]] = []
     columns: list[list[int]] = []
-    for key in index.keys_in_order(keys):
+    for key in keys:
         bucket = index.bucket(key)
         ends = map(bisect_left, repeat(bucket), stops)
         columns.append(list(map(sub, ends, map(bisect_left, repeat(bucket), firsts))))
