@@ -38,6 +38,7 @@ from exporter.settings import Settings
 QUERIES = {
     "selector + line filter, limit 1000": '{job="shopper-events", type=~"cart_.*"} |= "Austin"',
     "selector only, limit 1000": '{job="shopper-events"}',
+    "half the log's streams, limit 1000": '{job="shopper-events", membership="Free"}',
     "selector + rare line filter, limit 1000": '{job="shopper-events"} |= "Premium+"',
     "json + label filter, limit 1000": '{job="shopper-events"} | json | cartValue > 100',
     "sum by type count_over_time, 60 steps": (

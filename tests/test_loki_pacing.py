@@ -135,15 +135,26 @@ async def test_turns_are_shared_among_working_queries() -> None:
     assert gate.turn == LOOP_SHARE
 
 
-async def test_events_leaving_the_ring_mid_query_are_skipped_not_misread() -> None:
+@pytest.mark.parametrize(
+    ("query", "block_size"),
+    [
+        # Every stream: one run of ids, read in order.
+        ('{job="shopper-events"} | json | n > 0', 16_384),
+        # One stream of two: its ids a block at a time from the index, put in order at the end.
+        ('{type="cart_add"} |= "cart" | json | n > 0', 256),
+    ],
+)
+async def test_events_leaving_the_ring_mid_query_are_skipped_not_misread(
+    query: str, block_size: int
+) -> None:
     """While a query pauses, new events push old ones out of the ring: every entry the query
-    returns is a real event with its own line, none twice, and none that had left."""
-    log = EventLog(5_000)
+    returns is a real event with its own line, none twice, none that had left, in order."""
+    log = EventLog(5_000, block_size=block_size)
     lines: dict[int, str] = {}
 
     def log_event(i: int) -> None:
         props = {"activity": "Cart", "membership": "Free", "n": i}
-        event = ShoppingEvent("cart_add", f"u{i}", "U", float(i), props)
+        event = ShoppingEvent("cart_add" if i % 2 else "search", f"u{i}", "U", float(i), props)
         logged = log.append(event, ts_ns=i * SECOND)
         lines[logged.ts_ns] = logged.line
 
@@ -153,6 +164,10 @@ async def test_events_leaving_the_ring_mid_query_are_skipped_not_misread() -> No
     expr = parse('{job="shopper-events"} | json | n > 0')
     assert isinstance(expr, LogQuery)
     gate = QueryGate(timeout=30.0, max_heavy=1)
+    with gate.pace() as pace:
+        still = await run_log_query(
+            sources, expr, 0, 5_001 * SECOND, limit=5_000, backward=False, stats=Stats(), pace=pace
+        )
     appended = 0
 
     async def push_on() -> None:
@@ -176,4 +191,8 @@ async def test_events_leaving_the_ring_mid_query_are_skipped_not_misread() -> No
     assert all(lines[ts] == line for ts, line in entries)
     # A slot the ring refilled would hold a newer event, from outside the asked range.
     assert all(ts < 5_001 * SECOND for ts, _ in entries)
-    assert len(entries) < 5_000  # some were pushed out before the query reached them
+    assert [ts for ts, _ in entries] == sorted(ts for ts, _ in entries)
+    # Some were pushed out before the query reached them; the rest are what it found at rest.
+    assert 0 < len(entries) < still.count
+    at_rest = {ts for _, values in still.streams.values() for ts, _ in values}
+    assert {ts for ts, _ in entries} <= at_rest
