@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from itertools import compress, repeat
 from operator import ne, neg, or_, sub
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import orjson
 
@@ -20,6 +20,7 @@ from exporter.events import ShoppingEvent
 from exporter.linecache import Facets, LineCache, Row
 
 ERASED = "(erased)"
+_T = TypeVar("_T")
 
 
 class LoggedEvent:
@@ -83,6 +84,14 @@ def iso_millis(at: float) -> str:
 def _positions(ids: Sequence[int], base: int) -> list[int]:
     """Positions in the block starting at `base` of these ids (a subtraction each, in C)."""
     return list(map(sub, ids, repeat(base)))
+
+
+def _cached_at(cached: list[_T | None], positions: list[int]) -> list[_T | None]:
+    """What a block's cache list holds at these (sorted) positions; all None when the list
+    stops short of them (the cache did not take the block, or not all of it yet)."""
+    if max(positions[0], positions[-1]) < len(cached):
+        return list(map(cached.__getitem__, positions))
+    return [None] * len(positions)
 
 
 def facets_of(event: ShoppingEvent) -> Facets:
@@ -292,11 +301,7 @@ class EventLog:
         lines: list[str] = []
         for block, piece in self._by_block(ids):
             positions = _positions(piece, block.base)
-            cached = self._lines.lines(block.base)
-            if max(positions[0], positions[-1]) < len(cached):
-                found = list(map(cached.__getitem__, positions))
-            else:
-                found = [None] * len(positions)
+            found = _cached_at(self._lines.lines(block.base), positions)
             self._fill(block, positions, found)
             held += piece
             lines += cast("list[str]", found)
@@ -309,11 +314,7 @@ class EventLog:
         for block, piece in self._by_block(ids):
             positions = _positions(piece, block.base)
             stamps += map(block.ts.__getitem__, positions)
-            cached = self._lines.facets(block.base)
-            if max(positions[0], positions[-1]) < len(cached):
-                found = list(map(cached.__getitem__, positions))
-            else:
-                found = [None] * len(positions)
+            found = _cached_at(self._lines.facets(block.base), positions)
             if not all(found):  # lines of a block the cache did not take
                 for n, kept in enumerate(found):
                     if kept is None:

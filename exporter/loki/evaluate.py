@@ -165,18 +165,17 @@ def _candidate_slices(
     slices of `_SLICE`, made as they are asked for: a query that reaches its limit among the
     newest events never looks up the rest."""
     log, index = sources.log, sources.index
-    first = next(log.between(start_ns, end_ns), None)
-    last = next(log.between(start_ns, end_ns, backward=True), None)
-    if first is None or last is None:
+    first, last = log.span_ids(start_ns, end_ns)
+    if first > last:
         return
-    everything = range(last.id, first.id - 1, -1) if backward else range(first.id, last.id + 1)
+    everything = range(last, first - 1, -1) if backward else range(first, last + 1)
     windows: Iterable[Sequence[int]] = (everything,)
     if index is not None:
         keys = index.picked(selector, sources.labeller)
         picked, total = index.share(keys)
         if picked < total * SCAN_SHARE:
             windows = index.windows(
-                keys, first.id, last.id, backward=backward, size=_WINDOW_SLICES * _SLICE
+                keys, first, last, backward=backward, size=_WINDOW_SLICES * _SLICE
             )
     for ids in windows:
         for at in range(0, len(ids), _SLICE):
@@ -521,9 +520,8 @@ class MetricEvaluator:
         labeller, selector, log = sources.labeller, agg.query.selector, sources.log
 
         def window(start_ns: int, end_ns: int) -> tuple[int, int] | None:
-            first = next(log.between(start_ns, end_ns), None)
-            last = next(log.between(start_ns, end_ns, backward=True), None)
-            return None if first is None or last is None else (first.id, last.id)
+            first, last = log.span_ids(start_ns, end_ns)
+            return None if first > last else (first, last)
 
         keys = index.picked(selector, labeller)
         series, counted = await index_counts.counts_by_step(
