@@ -86,12 +86,13 @@ def _positions(ids: Sequence[int], base: int) -> list[int]:
     return list(map(sub, ids, repeat(base)))
 
 
-def _cached_at(cached: list[_T | None], positions: list[int]) -> list[_T | None]:
-    """What a block's cache list holds at these (sorted) positions; all None when the list
-    stops short of them (the cache did not take the block, or not all of it yet)."""
-    if max(positions[0], positions[-1]) < len(cached):
-        return list(map(cached.__getitem__, positions))
-    return [None] * len(positions)
+def _cached_at(cached: list[_T | None], ids: Sequence[int], base: int) -> list[_T | None]:
+    """What a block's cache list holds for these (sorted) ids of the block starting at
+    `base`; all None when the list stops short of them (the cache did not take the block,
+    or not all of it yet). The positions are never held in a list of their own."""
+    if max(ids[0], ids[-1]) - base < len(cached):
+        return list(map(cached.__getitem__, map(sub, ids, repeat(base))))
+    return [None] * len(ids)
 
 
 def facets_of(event: ShoppingEvent) -> Facets:
@@ -297,15 +298,23 @@ class EventLog:
         """
         if isinstance(ids, range) and ids.step in (1, -1):
             return self._run_lines(ids)
+        pieces = [(piece, self._lines_of(block, piece)) for block, piece in self._by_block(ids)]
+        if len(pieces) == 1:  # the usual slice, inside one block: no list copied
+            piece, found = pieces[0]
+            return piece if isinstance(piece, list) else list(piece), found
         held: list[int] = []
         lines: list[str] = []
-        for block, piece in self._by_block(ids):
-            positions = _positions(piece, block.base)
-            found = _cached_at(self._lines.lines(block.base), positions)
-            self._fill(block, positions, found)
+        for piece, found in pieces:
             held += piece
-            lines += cast("list[str]", found)
+            lines += found
         return held, lines
+
+    def _lines_of(self, block: Block, ids: Sequence[int]) -> list[str]:
+        """The lines of these ids of the block (sorted either way), rendered when not cached."""
+        found = _cached_at(self._lines.lines(block.base), ids, block.base)
+        if not all(found):  # a line is never empty; truth is a quicker test than `None in`
+            self._fill(block, _positions(ids, block.base), found)
+        return cast("list[str]", found)
 
     def details(self, ids: Sequence[int]) -> tuple[list[int], list[Facets]]:
         """Log times and facets of held events (ids sorted either way, as `lines` gave them)."""
@@ -314,7 +323,7 @@ class EventLog:
         for block, piece in self._by_block(ids):
             positions = _positions(piece, block.base)
             stamps += map(block.ts.__getitem__, positions)
-            found = _cached_at(self._lines.facets(block.base), positions)
+            found = _cached_at(self._lines.facets(block.base), piece, block.base)
             if not all(found):  # lines of a block the cache did not take
                 for n, kept in enumerate(found):
                     if kept is None:
@@ -329,7 +338,13 @@ class EventLog:
             return
         if not (first <= ids[0] <= last and first <= ids[-1] <= last):
             ids = [event_id for event_id in ids if first <= event_id <= last]
-        ascending = len(ids) < 2 or ids[0] < ids[-1]
+            if not ids:
+                return
+        block = self._block_of(ids[0])
+        if block.base <= ids[-1] < block.end:  # the usual slice: all in one block
+            yield block, ids
+            return
+        ascending = ids[0] < ids[-1]
         at = 0
         while at < len(ids):
             block = self._block_of(ids[at])
