@@ -8,7 +8,9 @@ Grafana-shaped `query_range` requests go through the HTTP stack in-process:
 
 Each (checkout, log size) runs in a process of its own; with `--source DIR` (another checkout,
 e.g. /work/main) the two checkouts take turns, round after round, so both see the same load.
-Reports p50/p99 in milliseconds per query. Targets: selector + line filter p50 ≤ 20 ms;
+Reports p50/p99 in milliseconds per query, and beside them `speed`, the milliseconds of a
+fixed pure-Python loop timed in the same process (lower is a quicker machine at that moment).
+Targets: selector + line filter p50 ≤ 20 ms;
 json + label filter (limit 1000) p50 ≤ 100 ms; sum by type count_over_time over 60 steps
 p50 ≤ 30 ms.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import os
 import platform
 import statistics
@@ -101,6 +104,22 @@ async def measure(client: TestClient[Any, Any], query: str, runs: int) -> tuple[
     return timings, returned
 
 
+def machine_speed() -> float:
+    """Milliseconds of a fixed pure-Python loop (best of 5), timed just before the queries.
+
+    This machine's speed changes by up to 2.5 times from one stretch of minutes to the next (the
+    same code, the same query); this figure, beside each row, tells the stretches apart.
+    """
+    best = math.inf
+    for _ in range(5):
+        started = time.perf_counter()
+        total = 0
+        for i in range(300_000):
+            total += i * i % 7
+        best = min(best, time.perf_counter() - started)
+    return best * 1000
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -114,6 +133,7 @@ async def worker(events: int, runs: int) -> dict[str, Any]:
     async with TestClient(TestServer(app)) as client:
         out["fill_s"] = fill(app, events)
         out["held"] = len(app[EVENT_LOG])
+        out["speed_ms"] = machine_speed()
         for name, query in QUERIES.items():
             await measure(client, query, 3)  # warm up
             timings, returned = await measure(client, query, runs)
@@ -153,7 +173,7 @@ def main() -> None:
     checkouts = [ROOT] + ([args.source.resolve()] if args.source else [])
     print(f"machine: {os.cpu_count()} CPUs, {cpu_model()}, Python {platform.python_version()}")
     header = f"{'round':>5} {'checkout':28} {'events':>9} {'query':42} {'p50 ms':>8} {'p99 ms':>8}"
-    print(header + f" {'returned':>9} {'load':>5}")
+    print(header + f" {'returned':>9} {'load':>5} {'speed':>6}")
     for round_no in range(1, args.rounds + 1):
         for events in sizes:
             for source in checkouts:
@@ -163,7 +183,7 @@ def main() -> None:
                     print(
                         f"{round_no:5d} {str(source)[-28:]:28} {result['held']:9d} {name:42} "
                         f"{figures['p50']:8.2f} {figures['p99']:8.2f} "
-                        f"{figures['returned']:9d} {load:5.1f}",
+                        f"{figures['returned']:9d} {load:5.1f} {result['speed_ms']:6.1f}",
                         flush=True,
                     )
 
