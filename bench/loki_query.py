@@ -107,7 +107,7 @@ async def measure(client: TestClient[Any, Any], query: str, runs: int) -> tuple[
 def machine_speed() -> float:
     """Milliseconds of a fixed pure-Python loop (best of 5), timed just before the queries.
 
-    This machine's speed changes by up to 2.5 times from one stretch of minutes to the next (the
+    This machine's speed changes by 2.5 to 3 times from one stretch of minutes to the next (the
     same code, the same query); this figure, beside each row, tells the stretches apart.
     """
     best = math.inf

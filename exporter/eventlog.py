@@ -312,7 +312,7 @@ class EventLog:
     def _lines_of(self, block: Block, ids: Sequence[int]) -> list[str]:
         """The lines of these ids of the block (sorted either way), rendered when not cached."""
         found = _cached_at(self._lines.lines(block.base), ids, block.base)
-        if not all(found):  # a line is never empty; truth is a quicker test than `None in`
+        if not all(found):  # some were not cached: only then are their positions needed
             self._fill(block, _positions(ids, block.base), found)
         return cast("list[str]", found)
 
