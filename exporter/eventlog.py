@@ -321,10 +321,11 @@ class EventLog:
         stamps: list[int] = []
         facets: list[Facets] = []
         for block, piece in self._by_block(ids):
-            positions = _positions(piece, block.base)
-            stamps += map(block.ts.__getitem__, positions)
-            found = _cached_at(self._lines.facets(block.base), piece, block.base)
+            base = block.base
+            stamps += map(block.ts.__getitem__, map(sub, piece, repeat(base)))
+            found = _cached_at(self._lines.facets(base), piece, base)
             if not all(found):  # lines of a block the cache did not take
+                positions = _positions(piece, base)
                 for n, kept in enumerate(found):
                     if kept is None:
                         found[n] = facets_of(block.event(positions[n]))
